@@ -1,0 +1,90 @@
+"""Configuration: one pydantic ``Settings`` object, read from arguments or ``VISAGE_*`` env vars.
+
+Nested sections use ``__`` in environment variables, e.g.
+``VISAGE_DETECTION__MIN_FACE_SIZE=30``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DetectionSettings(BaseModel):
+    """How faces are found. See ``docs/architecture.md`` (Detection) for the resizing strategy."""
+
+    model_config = {"extra": "forbid"}
+
+    detector: Literal["centerface", "dlib_hog"] = "centerface"
+    score_threshold: float = Field(0.5, ge=0.0, le=1.0, description="Minimum detector confidence.")
+    min_face_size: float = Field(
+        20.0, gt=0, description="Smallest face (box side, in original-image pixels) to report."
+    )
+    max_side: int = Field(
+        1280,
+        ge=64,
+        le=8192,
+        description="Longest image side fed to the detector in one pass; larger images are "
+        "downscaled, unless that would shrink min_face_size below what the detector can see, "
+        "in which case the image is tiled.",
+    )
+    nms_iou: float = Field(0.3, gt=0.0, lt=1.0)
+
+
+class EmbeddingSettings(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    embedder: Literal["dlib_resnet", "onnx"] = "dlib_resnet"
+    onnx_path: Path | None = Field(
+        None, description="ArcFace-style ONNX file (112x112 RGB input) when embedder='onnx'."
+    )
+    onnx_name: str | None = Field(None, description="Name recorded for the ONNX model.")
+    flip: bool = Field(
+        False, description="Average the embedding of each chip and its mirror (test-time augmentation)."
+    )
+    batch_size: int = Field(32, ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _onnx_needs_a_file(self) -> EmbeddingSettings:
+        if self.embedder == "onnx" and self.onnx_path is None:
+            raise ValueError("embedder='onnx' needs onnx_path (the ArcFace-style .onnx file)")
+        return self
+
+
+class QualitySettings(BaseModel):
+    """Limits beyond which a face is flagged; the score degrades smoothly before them."""
+
+    model_config = {"extra": "forbid"}
+
+    min_interocular: float = Field(
+        20.0, gt=0, description="Eye-centre distance (pixels) below which the face is 'too_small'."
+    )
+    min_sharpness: float = Field(
+        0.25, ge=0, description="Normalised high-frequency energy of the chip below which it is 'blurred'."
+    )
+    max_yaw: float = Field(0.45, gt=0, description="Yaw proxy (nose offset / eye distance).")
+    max_pitch: float = Field(0.35, gt=0, description="Pitch proxy (deviation of nose height ratio).")
+    min_brightness: float = Field(0.18, ge=0, le=1)
+    max_brightness: float = Field(0.85, ge=0, le=1)
+
+
+class Settings(BaseSettings):
+    """Everything a ``FaceAnalyzer`` (and later the gallery and service) needs."""
+
+    model_config = SettingsConfigDict(env_prefix="VISAGE_", env_nested_delimiter="__", extra="forbid")
+
+    data_dir: Path = Field(Path.home() / ".visage", description="Where Visage keeps its state.")
+    max_pixels: int = Field(
+        50_000_000, gt=0, description="Images with more pixels are refused (decompression bombs)."
+    )
+    max_file_bytes: int = Field(100 * 1024 * 1024, gt=0, description="Largest encoded image accepted.")
+    threads: int = Field(0, ge=0, description="Inference threads per analyzer; 0 = all cores.")
+    detection: DetectionSettings = DetectionSettings()
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    quality: QualitySettings = QualitySettings()
+    operating_point: str = Field(
+        "accuracy", description="Named decision threshold from the model card used by verify()."
+    )

@@ -1,0 +1,1 @@
+"""Evaluation: verification on LFW-style pair lists, detection against box annotations."""

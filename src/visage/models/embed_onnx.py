@@ -1,0 +1,82 @@
+"""A user-supplied ArcFace-style ONNX embedder (112x112 RGB input, any output size).
+
+Input convention (the ArcFace/InsightFace one): RGB, ``(pixel - 127.5) / 127.5``;
+NCHW or NHWC is read from the model's input shape. Faces are aligned by a
+similarity transform of the detector's five landmarks onto the standard template.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from visage.align import ARCFACE_TEMPLATE_112, warp_chips
+from visage.errors import ModelError
+from visage.models.base import l2_normalize, mean_of_flipped
+from visage.models.onnx_runtime import make_session
+from visage.models.weights import file_info
+from visage.types import FloatArray
+
+ARCFACE_SIZE = 112
+
+
+class ArcFaceAligner:
+    chip_size = ARCFACE_SIZE
+
+    def align(self, image: np.ndarray, boxes: FloatArray, landmarks: FloatArray) -> np.ndarray:
+        return warp_chips(image, landmarks, ARCFACE_TEMPLATE_112, ARCFACE_SIZE)
+
+
+class OnnxEmbedder:
+    def __init__(self, path: Path, name: str | None = None, threads: int = 0, batch_size: int = 32) -> None:
+        path = Path(path)
+        self.model = file_info(path, name or path.stem)
+        try:
+            graph = onnx.load(str(path))
+            self._session = make_session(graph, threads)
+        except Exception as exc:  # onnx/onnxruntime raise many types for a bad file
+            raise ModelError(f"{path} is not a usable ONNX model: {exc}", code="model_invalid") from None
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1:
+            raise ModelError(f"{path}: an embedder must take exactly one input, it takes {len(inputs)}",
+                             code="model_invalid")
+        self._input = inputs[0].name
+        shape = list(inputs[0].shape)
+        if len(shape) != 4:
+            raise ModelError(f"{path}: input must be 4-D (N, C, H, W) or (N, H, W, C), got {shape}",
+                             code="model_invalid")
+        self._channels_first = shape[1] == 3
+        spatial = shape[2:4] if self._channels_first else shape[1:3]
+        if any(isinstance(d, int) and d != ARCFACE_SIZE for d in spatial):
+            raise ModelError(f"{path}: input must be {ARCFACE_SIZE}x{ARCFACE_SIZE}, got {shape}", code="model_invalid")
+        self._fixed_batch = shape[0] if isinstance(shape[0], int) else None
+        self.batch_size = self._fixed_batch or batch_size
+        self.aligner = ArcFaceAligner()
+        probe = self._run(np.zeros((1, ARCFACE_SIZE, ARCFACE_SIZE, 3), np.uint8))
+        self.dim = probe.shape[1]
+
+    def embed(self, chips: np.ndarray, *, flip: bool = False) -> FloatArray:
+        if chips.ndim != 4 or chips.shape[1:] != (ARCFACE_SIZE, ARCFACE_SIZE, 3):
+            raise ValueError(f"ONNX embedder needs (N, 112, 112, 3) chips, got {chips.shape}")
+        n = len(chips)
+        if n == 0:
+            return np.zeros((0, self.dim), np.float32)
+        batch = np.concatenate([chips, chips[:, :, ::-1]]) if flip else chips
+        vectors = np.concatenate(
+            [self._run(batch[i : i + self.batch_size]) for i in range(0, len(batch), self.batch_size)]
+        )
+        if not np.all(np.isfinite(vectors)):
+            raise ModelError(f"{self.model.name} produced non-finite embeddings", code="model_invalid")
+        return mean_of_flipped(vectors, n) if flip else l2_normalize(vectors)
+
+    def _run(self, chips: np.ndarray) -> np.ndarray:
+        x = (chips.astype(np.float32) - 127.5) / 127.5
+        if self._channels_first:
+            x = x.transpose(0, 3, 1, 2)
+        count = len(x)
+        if self._fixed_batch and count < self._fixed_batch:  # pad a short last batch
+            x = np.concatenate([x, np.zeros((self._fixed_batch - count, *x.shape[1:]), np.float32)])
+        out = self._session.run(None, {self._input: np.ascontiguousarray(x)})[0]
+        return np.asarray(out, dtype=np.float32).reshape(len(x), -1)[:count]
