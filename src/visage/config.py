@@ -46,6 +46,11 @@ class EmbeddingSettings(BaseModel):
         False, description="Average the embedding of each chip and its mirror (test-time augmentation)."
     )
     batch_size: int = Field(32, ge=1, le=1024)
+    dlib_box: Literal["landmarks", "detector"] = Field(
+        "landmarks",
+        description="Box given to dlib's 5-point predictor: framed from the detector's landmarks the way "
+        "dlib's HOG detector frames faces (what the predictor was trained on), or the detector's raw box.",
+    )
 
     @model_validator(mode="after")
     def _onnx_needs_a_file(self) -> EmbeddingSettings:

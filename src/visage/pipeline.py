@@ -205,7 +205,8 @@ def _analyze_one(job: tuple[str, Selection, bool]) -> FileResult:
     path, faces, fallback = job
     assert _worker_analyzer is not None
     try:
-        return FileResult(Path(path), _worker_analyzer.analyze(path, faces=faces, fallback_to_centre=fallback), None)
+        faces_found = _worker_analyzer.analyze(path, faces=faces, fallback_to_centre=fallback)
+        return FileResult(Path(path), faces_found, None)
     except VisageError as exc:
         return FileResult(Path(path), None, exc)
 
@@ -236,7 +237,8 @@ def analyze_files(
     # so nothing thread-bound is inherited. Elsewhere, spawn is the only safe choice.
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(worker_settings,)) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(worker_settings,))
+    with pool:
         yield from _notify(pool.map(_analyze_one, jobs, chunksize=4), on_result)
 
 

@@ -91,9 +91,8 @@ def assess(
             reasons.append("underexposed")
         if brightness > settings.max_brightness:
             reasons.append("overexposed")
-        exposure = float(
-            np.clip(1.0 - max(settings.min_brightness - brightness, brightness - settings.max_brightness, 0.0) * 5, 0, 1)
-        )
+        overshoot = max(settings.min_brightness - brightness, brightness - settings.max_brightness, 0.0)
+        exposure = float(np.clip(1.0 - overshoot * 5, 0, 1))
         score = (
             _ramp_up(interocular, settings.min_interocular)
             * _ramp_up(sharpness, settings.min_sharpness)

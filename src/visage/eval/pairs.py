@@ -109,9 +109,9 @@ def embed_pair_images(
     model = ""
     for result in analyze_files(images, settings, workers=workers, faces="central", fallback_to_centre=True,
                                 on_result=on_result):
-        if result.error is not None or result.faces is None or result.faces.embeddings is None:
-            raise DatasetError(f"{result.path}: {result.error}")
         faces = result.faces
+        if result.error is not None or faces is None or faces.embeddings is None:
+            raise DatasetError(f"{result.path}: {result.error}")
         misses += "no_face_detected" in faces.quality_reasons[0]
         embeddings[result.path] = faces.embeddings[0]
         model = faces.model.id if faces.model else model

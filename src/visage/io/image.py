@@ -79,7 +79,7 @@ def _decode(data: bytes, label: str, max_pixels: int) -> np.ndarray:
         # Pillow's own bomb check warns above its global limit; ours is explicit below.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            image = Image.open(io.BytesIO(data))
+            image: Image.Image = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError:
             raise _too_large(label, None, max_pixels) from None
         except UnidentifiedImageError:

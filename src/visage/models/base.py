@@ -64,7 +64,11 @@ class Embedder(Protocol):
 
     model: ModelInfo
     dim: int
-    aligner: Aligner
+
+    @property
+    def aligner(self) -> Aligner:
+        """The aligner producing the chips this embedder was trained on."""
+        ...
 
     def embed(self, chips: np.ndarray, *, flip: bool = False) -> FloatArray:
         """``(N, S, S, 3)`` uint8 chips → ``(N, dim)`` float32 unit vectors."""

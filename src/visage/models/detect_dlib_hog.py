@@ -29,7 +29,8 @@ class DlibHogDetector:
         self._detector = dlib.get_frontal_face_detector()
         self._five_point = five_point or DlibFivePoint()
         self._lock = threading.Lock()
-        self.model = ModelInfo(name="dlib_hog", version=f"dlib=={dlib.__version__}", sha256="builtin-" + dlib.__version__)
+        version = dlib.__version__
+        self.model = ModelInfo(name="dlib_hog", version=f"dlib=={version}", sha256=f"builtin-dlib-{version}")
 
     def detect(self, image: np.ndarray) -> Detections:
         height, width = image.shape[:2]

@@ -39,7 +39,9 @@ def build_models(settings: Settings) -> tuple[Detector, Embedder]:
     embedding = settings.embedding
     embedder: Embedder
     if embedding.embedder == "dlib_resnet":
-        embedder = DlibResNetEmbedder(shared_five_point(), batch_size=embedding.batch_size)
+        embedder = DlibResNetEmbedder(
+            shared_five_point(), batch_size=embedding.batch_size, box_source=embedding.dlib_box
+        )
     elif embedding.embedder == "onnx":
         assert embedding.onnx_path is not None  # enforced by EmbeddingSettings
         embedder = OnnxEmbedder(

@@ -1,0 +1,88 @@
+"""The CLI as a user runs it: real subprocesses, exit codes, one-line errors, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def visage(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    result = subprocess.run([sys.executable, "-m", "visage.cli", *args], capture_output=True, text=True, env=env,
+                            timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"visage {args} failed ({result.returncode}): {result.stderr}")
+    return result
+
+
+@pytest.fixture()
+def photos(tmp_path: Path, astronaut_bytes: bytes) -> Path:
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "astronaut.jpg").write_bytes(astronaut_bytes)
+    (folder / "sub" / "again.jpg").write_bytes(astronaut_bytes)
+    (folder / "sub" / "broken.jpg").write_bytes(astronaut_bytes[:2000])
+    return folder
+
+
+def test_detect_json_and_draw(photos: Path, tmp_path: Path) -> None:
+    drawn = tmp_path / "drawn.jpg"
+    result = visage("detect", str(photos / "astronaut.jpg"), "--json", "--draw", str(drawn))
+    report = json.loads(result.stdout)
+    assert len(report) == 1 and len(report[0]["faces"]) == 1
+    face = report[0]["faces"][0]
+    assert set(face) >= {"box", "score", "landmarks", "quality"} and len(face["landmarks"]) == 5
+    assert drawn.stat().st_size > 10_000
+
+
+def test_detect_reports_bad_files_without_traceback(photos: Path) -> None:
+    result = visage("detect", str(photos / "sub" / "broken.jpg"), check=False)
+    assert result.returncode == 1
+    assert "truncated_image" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_compare(photos: Path) -> None:
+    result = visage("compare", str(photos / "astronaut.jpg"), str(photos / "sub" / "again.jpg"), "--json")
+    answer = json.loads(result.stdout)
+    assert answer["same"] is True and answer["similarity"] > 0.99 and answer["model"]["sha256"]
+
+
+def test_compare_errors_are_one_line(photos: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    result = visage("compare", str(photos / "astronaut.jpg"), str(empty), check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "empty_file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_embed_folder(photos: Path, tmp_path: Path) -> None:
+    output = tmp_path / "embeddings.npz"
+    result = visage("embed", str(photos), "--out", str(output), "--json", "--workers", "2")
+    summary = json.loads(result.stdout)
+    assert summary["images"] == 3 and summary["faces"] == 2
+    assert [e["code"] for e in summary["errors"]] == ["truncated_image"]
+    data = np.load(output)
+    assert data["embeddings"].shape == (2, 128)
+    assert json.loads(str(data["model"]))["name"] == "dlib_resnet_v1"
+    np.testing.assert_allclose(np.linalg.norm(data["embeddings"], axis=1), 1.0, atol=1e-5)
+
+
+def test_models_lists_every_model() -> None:
+    rows = json.loads(visage("models", "--json").stdout)
+    assert {r["name"] for r in rows} >= {"centerface", "dlib_resnet_v1"} and all(r["status"] == "ok" for r in rows)
+
+
+def test_demo_runs() -> None:
+    assert "1 face(s)" in visage("demo").stdout
+
+
+def test_bad_option_is_explained() -> None:
+    result = visage("compare", "a.jpg", "b.jpg", "--embedder", "onnx", check=False)
+    assert result.returncode == 2 and "onnx_path" in result.stderr and "Traceback" not in result.stderr
