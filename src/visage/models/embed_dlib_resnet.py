@@ -22,7 +22,7 @@ class DlibResNetEmbedder:
     dim = 128
 
     def __init__(
-        self, five_point: DlibFivePoint | None = None, batch_size: int = 32, box_source: str = "landmarks"
+        self, five_point: DlibFivePoint | None = None, batch_size: int = 32, box_source: str = "detector"
     ) -> None:
         path, self.model = verified_path("dlib_resnet_v1")
         self._net = dlib.face_recognition_model_v1(str(path))

@@ -66,7 +66,7 @@ def hog_style_boxes(landmarks: FloatArray) -> FloatArray:
 
 
 class DlibChipAligner:
-    """Landmarks → HOG-style box → 5-point shape → dlib's own chip extraction (150x150, padding 0.25).
+    """Box → 5-point shape → dlib's own chip extraction (150x150, padding 0.25).
 
     Using dlib's ``get_face_chips`` keeps chips identical to what the ResNet was trained on;
     ``box_source="landmarks"`` feeds the predictor boxes framed like the ones it was trained on.
@@ -78,7 +78,7 @@ class DlibChipAligner:
         self,
         five_point: DlibFivePoint | None = None,
         padding: float = CHIP_PADDING,
-        box_source: str = "landmarks",
+        box_source: str = "detector",
     ) -> None:
         self.five_point = five_point or DlibFivePoint()
         self.padding = padding
