@@ -56,7 +56,7 @@ def build_settings(
     embedder: str = "dlib_resnet",
     onnx_model: Path | None = None,
     flip: bool = False,
-    min_face_size: float = 20.0,
+    min_face_size: float = 24.0,
 ) -> Settings:
     try:
         base = Settings()
@@ -117,7 +117,7 @@ def detect(
     ] = None,
     as_json: JsonOption = False,
     detector: DetectorOption = "centerface",
-    min_face_size: MinFaceOption = 20.0,
+    min_face_size: MinFaceOption = 24.0,
 ) -> None:
     """Find faces: boxes, five landmarks and quality for each."""
     from PIL import Image
@@ -279,8 +279,9 @@ def demo(as_json: JsonOption = False) -> None:
               f"model {analyzer.model.id}", markup=False)
     for i, face in enumerate(faces):
         x1, y1, x2, y2 = face.box
+        dim = 0 if face.embedding is None else len(face.embedding)
         out.print(f"  #{i} box=({x1:.0f},{y1:.0f},{x2:.0f},{y2:.0f}) detector score={face.score:.2f} "
-                  f"quality={face.quality.score:.2f} embedding={len(face.embedding or [])}-d", markup=False)
+                  f"quality={face.quality.score:.2f} embedding={dim}-d", markup=False)
     out.print("Try: visage detect PHOTO.jpg --draw faces.jpg   |   visage compare A.jpg B.jpg", markup=False)
 
 

@@ -21,10 +21,10 @@ class DetectionSettings(BaseModel):
     detector: Literal["centerface", "dlib_hog"] = "centerface"
     score_threshold: float = Field(0.5, ge=0.0, le=1.0, description="Minimum detector confidence.")
     min_face_size: float = Field(
-        20.0, gt=0, description="Smallest face (box side, in original-image pixels) to report."
+        24.0, gt=0, description="Smallest face (box side, in original-image pixels) to report."
     )
     max_side: int = Field(
-        1280,
+        1600,
         ge=64,
         le=8192,
         description="Longest image side fed to the detector in one pass; larger images are "
