@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -82,7 +83,23 @@ def l2_normalize(vectors: np.ndarray) -> FloatArray:
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def mean_of_flipped(embeddings: np.ndarray, n: int) -> FloatArray:
-    """Fuse ``[originals; mirrors]`` (2n rows) into n unit vectors: the flip test-time augmentation."""
-    originals, mirrors = l2_normalize(embeddings[:n]), l2_normalize(embeddings[n:])
-    return l2_normalize(originals + mirrors)
+def embed_chips(
+    chips: np.ndarray,
+    *,
+    chip_size: int,
+    dim: int,
+    flip: bool,
+    forward: Callable[[np.ndarray], np.ndarray],
+    name: str,
+) -> FloatArray:
+    """Shared embedder logic: check chip shape, run ``forward`` once on the chips (and their mirrors
+    in the same batch when ``flip``), and return unit vectors; with flip, the mean of the two unit
+    vectors of each face, re-normalised."""
+    if chips.ndim != 4 or chips.shape[1:] != (chip_size, chip_size, 3):
+        raise ValueError(f"{name} needs (N, {chip_size}, {chip_size}, 3) chips, got {chips.shape}")
+    n = len(chips)
+    if n == 0:
+        return np.zeros((0, dim), np.float32)
+    batch = np.concatenate([chips, chips[:, :, ::-1]]) if flip else chips
+    vectors = l2_normalize(forward(batch))
+    return l2_normalize(vectors[:n] + vectors[n:]) if flip else vectors

@@ -12,7 +12,7 @@ import threading
 import dlib
 import numpy as np
 
-from visage.models.base import l2_normalize, mean_of_flipped
+from visage.models.base import embed_chips
 from visage.models.landmarks_dlib import CHIP_SIZE, DlibChipAligner, DlibFivePoint
 from visage.models.weights import verified_path
 from visage.types import FloatArray
@@ -31,16 +31,13 @@ class DlibResNetEmbedder:
         self.batch_size = batch_size
 
     def embed(self, chips: np.ndarray, *, flip: bool = False) -> FloatArray:
-        if chips.ndim != 4 or chips.shape[1:] != (CHIP_SIZE, CHIP_SIZE, 3):
-            raise ValueError(f"dlib ResNet needs (N, {CHIP_SIZE}, {CHIP_SIZE}, 3) chips, got {chips.shape}")
-        n = len(chips)
-        if n == 0:
-            return np.zeros((0, self.dim), np.float32)
-        batch = np.concatenate([chips, chips[:, :, ::-1]]) if flip else chips
+        return embed_chips(chips, chip_size=CHIP_SIZE, dim=self.dim, flip=flip, forward=self._forward,
+                           name="dlib ResNet")
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
         rows: list[np.ndarray] = []
         with self._lock:
             for start in range(0, len(batch), self.batch_size):
                 part = [np.ascontiguousarray(c) for c in batch[start : start + self.batch_size]]
                 rows.extend(np.asarray(v, dtype=np.float32) for v in self._net.compute_face_descriptor(part))
-        vectors = np.stack(rows)
-        return mean_of_flipped(vectors, n) if flip else l2_normalize(vectors)
+        return np.stack(rows)

@@ -14,7 +14,7 @@ import onnx
 
 from visage.align import ARCFACE_TEMPLATE_112, warp_chips
 from visage.errors import ModelError
-from visage.models.base import l2_normalize, mean_of_flipped
+from visage.models.base import embed_chips
 from visage.models.onnx_runtime import make_session
 from visage.models.weights import file_info
 from visage.types import FloatArray
@@ -58,18 +58,16 @@ class OnnxEmbedder:
         self.dim = probe.shape[1]
 
     def embed(self, chips: np.ndarray, *, flip: bool = False) -> FloatArray:
-        if chips.ndim != 4 or chips.shape[1:] != (ARCFACE_SIZE, ARCFACE_SIZE, 3):
-            raise ValueError(f"ONNX embedder needs (N, 112, 112, 3) chips, got {chips.shape}")
-        n = len(chips)
-        if n == 0:
-            return np.zeros((0, self.dim), np.float32)
-        batch = np.concatenate([chips, chips[:, :, ::-1]]) if flip else chips
+        return embed_chips(chips, chip_size=ARCFACE_SIZE, dim=self.dim, flip=flip, forward=self._forward,
+                           name="ONNX embedder")
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
         vectors = np.concatenate(
             [self._run(batch[i : i + self.batch_size]) for i in range(0, len(batch), self.batch_size)]
         )
         if not np.all(np.isfinite(vectors)):
             raise ModelError(f"{self.model.name} produced non-finite embeddings", code="model_invalid")
-        return mean_of_flipped(vectors, n) if flip else l2_normalize(vectors)
+        return vectors
 
     def _run(self, chips: np.ndarray) -> np.ndarray:
         x = (chips.astype(np.float32) - 127.5) / 127.5
