@@ -21,7 +21,7 @@ import numpy as np
 
 from visage.align import landmarks_in_box
 from visage.config import Settings
-from visage.errors import NoFaceError, VisageError
+from visage.errors import EmbeddingError, NoFaceError, VisageError
 from visage.io.image import ImageSource, load_image
 from visage.model_cards import threshold_for
 from visage.models.base import Detections, Detector, Embedder
@@ -39,8 +39,6 @@ def similarity(a: np.ndarray, b: np.ndarray) -> float:
     a = np.asarray(a, dtype=np.float64).ravel()
     b = np.asarray(b, dtype=np.float64).ravel()
     if a.shape != b.shape:
-        from visage.errors import EmbeddingError
-
         raise EmbeddingError(f"cannot compare embeddings of sizes {a.size} and {b.size}")
     denominator = np.linalg.norm(a) * np.linalg.norm(b)
     return float(a @ b / denominator) if denominator > 0 else 0.0
