@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -17,6 +18,14 @@ def shared_path(*parts: str) -> Path:
     path = SHARED.joinpath(*parts)
     if not path.exists():
         pytest.skip(f"shared data not available: {path} (../shared/data is present in CI)")
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every test (and CLI subprocess) keeps its state, e.g. the converted model cache, in a fresh dir."""
+    path = tmp_path_factory.mktemp("visage-data")
+    os.environ["VISAGE_DATA_DIR"] = str(path)
     return path
 
 

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 
-def visage(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def visage(*args: str, check: bool = True, env_data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200"}
+    if env_data_dir is not None:
+        env["VISAGE_DATA_DIR"] = str(env_data_dir)
     result = subprocess.run([sys.executable, "-m", "visage.cli", *args], capture_output=True, text=True, env=env,
                             timeout=600)
     if check and result.returncode != 0:
@@ -86,3 +88,10 @@ def test_demo_runs() -> None:
 def test_bad_option_is_explained() -> None:
     result = visage("compare", "a.jpg", "b.jpg", "--embedder", "onnx", check=False)
     assert result.returncode == 2 and "onnx_path" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_models_convert_writes_the_cache_once_asked(tmp_path: Path) -> None:
+    result = visage("models", "convert", "--json", env_data_dir=tmp_path)
+    row = json.loads(result.stdout)
+    assert row["model"].startswith("dlib_resnet_v1@") and Path(row["onnx"]).parent == tmp_path / "models"
+    assert Path(row["onnx"]).stat().st_size > 20_000_000

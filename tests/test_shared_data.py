@@ -68,3 +68,25 @@ def test_eval_pairs_cli_on_devtest(tmp_path: Path) -> None:
     assert report["accuracy"] >= 0.980, report
     assert report["misses"] <= 2 and report["auc"] >= 0.995
     assert plot.stat().st_size > 5_000
+
+
+def test_onnx_resnet_matches_dlib_on_200_lfw_faces(analyzer: FaceAnalyzer) -> None:
+    """Issue 7's parity bar: cosine >= 0.9999 between dlib and the converted network on every face."""
+    import numpy as np
+
+    from visage.models.embed_dlib_resnet import DlibResNetEmbedder
+    from visage.models.embed_dlib_resnet_onnx import OnnxDlibResNetEmbedder
+
+    images = sorted(shared_path("lfw-view1", "images").glob("*/*.jpg"))[::24][:200]
+    assert len(images) == 200
+    fast = analyzer.embedder
+    assert isinstance(fast, OnnxDlibResNetEmbedder)
+    chips = []
+    for path in images:
+        image = analyzer.load(path)
+        faces = analyzer.analyze(image, embed=False, faces="central", fallback_to_centre=True)
+        chips.append(fast.aligner.align(image, faces.boxes, faces.landmarks)[0])
+    batch = np.stack(chips)
+    reference = DlibResNetEmbedder().embed(batch)
+    cosine = (reference * fast.embed(batch)).sum(axis=1)
+    assert cosine.min() >= 0.9999, np.sort(cosine)[:5]

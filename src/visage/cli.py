@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -28,6 +29,8 @@ app = typer.Typer(help="Visage: self-hosted, consent-first face recognition.", n
                   pretty_exceptions_enable=False)
 eval_app = typer.Typer(help="Measure accuracy on public benchmarks.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
+models_app = typer.Typer(help="The shipped models.")
+app.add_typer(models_app, name="models")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
@@ -248,10 +251,13 @@ def embed(
             err.print(f"  skipped {e['image']}: [{e['code']}] {e['message']}", markup=False)
 
 
-@app.command()
-def models(as_json: JsonOption = False) -> None:
+@models_app.callback(invoke_without_command=True)
+def models(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List every shipped model: name, version, licence, sha256, path, status."""
     from visage.models.registry import list_models
+
+    if ctx.invoked_subcommand is not None:
+        return
 
     rows = list_models()
     if as_json:
@@ -264,6 +270,23 @@ def models(as_json: JsonOption = False) -> None:
         out.print(table)
     if any(row["status"] != "ok" for row in rows):
         raise typer.Exit(1)
+
+
+@models_app.command("convert")
+def models_convert(as_json: JsonOption = False) -> None:
+    """Convert dlib's face ResNet to ONNX now (otherwise done on first use) and show the cached file."""
+    from visage.models.dlib_resnet_onnx import convert
+    from visage.models.registry import model_cache_dir
+    from visage.models.weights import verified_path
+
+    source, model = verified_path("dlib_resnet_v1")
+    started = time.perf_counter()
+    target = convert(source, model.sha256, model_cache_dir(Settings()), force=True)
+    row = {"model": model.id, "source": str(source), "onnx": str(target), "seconds": time.perf_counter() - started}
+    if as_json:
+        print_json(row)
+    else:
+        out.print(f"converted {model.id} in {row['seconds']:.1f} s → {target}", markup=False)
 
 
 @app.command()

@@ -38,6 +38,11 @@ class EmbeddingSettings(BaseModel):
     model_config = {"extra": "forbid"}
 
     embedder: Literal["dlib_resnet", "onnx"] = "dlib_resnet"
+    runtime: Literal["onnxruntime", "dlib"] = Field(
+        "onnxruntime",
+        description="What runs dlib_resnet: its weights converted to ONNX (default, several times faster, "
+        "same embeddings) or dlib itself (the reference).",
+    )
     onnx_path: Path | None = Field(
         None, description="ArcFace-style ONNX file (112x112 RGB input) when embedder='onnx'."
     )

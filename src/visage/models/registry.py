@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from visage.config import Settings
 from visage.errors import ConfigError
 from visage.models.base import Detector, Embedder
@@ -12,11 +14,17 @@ DETECTORS = ("centerface", "dlib_hog")
 EMBEDDERS = ("dlib_resnet", "onnx")
 
 
+def model_cache_dir(settings: Settings) -> Path:
+    """Where converted models are cached (keyed by their source file's sha256)."""
+    return settings.data_dir / "models"
+
+
 def build_models(settings: Settings) -> tuple[Detector, Embedder]:
     """Instantiate the configured detector and embedder, sharing the dlib 5-point model between them."""
     from visage.models.detect_centerface import CenterFaceDetector
     from visage.models.detect_dlib_hog import DlibHogDetector
     from visage.models.embed_dlib_resnet import DlibResNetEmbedder
+    from visage.models.embed_dlib_resnet_onnx import OnnxDlibResNetEmbedder
     from visage.models.embed_onnx import OnnxEmbedder
 
     five_point: DlibFivePoint | None = None
@@ -38,7 +46,15 @@ def build_models(settings: Settings) -> tuple[Detector, Embedder]:
 
     embedding = settings.embedding
     embedder: Embedder
-    if embedding.embedder == "dlib_resnet":
+    if embedding.embedder == "dlib_resnet" and embedding.runtime == "onnxruntime":
+        embedder = OnnxDlibResNetEmbedder(
+            model_cache_dir(settings),
+            shared_five_point(),
+            threads=settings.threads,
+            batch_size=embedding.batch_size,
+            box_source=embedding.dlib_box,
+        )
+    elif embedding.embedder == "dlib_resnet":
         embedder = DlibResNetEmbedder(
             shared_five_point(), batch_size=embedding.batch_size, box_source=embedding.dlib_box
         )
