@@ -138,6 +138,22 @@ def test_flip_augmentation_changes_and_normalises(astronaut: np.ndarray) -> None
     assert 0.9 < float(a[0] @ b[0]) < 0.99999
 
 
+def test_multi_view_averages_ten_distinct_cuts(analyzer: FaceAnalyzer, astronaut: np.ndarray) -> None:
+    multi = FaceAnalyzer(Settings(embedding=EmbeddingSettings(views="multi")))
+    faces = analyzer.detect(astronaut)
+    views = multi.embedder.aligner.align_views(astronaut, faces.boxes, faces.landmarks)
+    assert views.shape == (1, 10, 150, 150, 3)
+    # view 0 is exactly the single-view chip; every other view is a different cut of the same face
+    np.testing.assert_array_equal(views[:, 0], analyzer.embedder.aligner.align(astronaut, faces.boxes, faces.landmarks))
+    flat = views[0].reshape(10, -1).astype(np.int32)
+    assert all(np.abs(flat[i] - flat[j]).mean() > 1 for i in range(10) for j in range(i))
+    single, averaged = analyzer.analyze(astronaut).embeddings, multi.analyze(astronaut).embeddings
+    assert single is not None and averaged is not None
+    assert np.linalg.norm(averaged[0]) == pytest.approx(1.0, abs=1e-5)
+    assert 0.95 < float(single[0] @ averaged[0]) < 0.9999
+    assert len(multi.analyze(np.zeros((64, 64, 3), np.uint8))) == 0
+
+
 def _tiny_arcface(path: Path, dim: int = 16, layout: str = "nchw") -> None:
     """A real ONNX graph: conv → global average pool → flatten → linear, deterministic weights."""
     rng = np.random.default_rng(3)
@@ -188,6 +204,12 @@ def test_onnx_embedder_with_a_test_built_model(tmp_path: Path, astronaut: np.nda
     apart = np.concatenate([embedder.embed(batch[:1]), embedder.embed(batch[1:])])
     np.testing.assert_allclose(together, apart, atol=1e-5)
     assert np.linalg.norm(embedder.embed(chips, flip=True)[0]) == pytest.approx(1.0, abs=1e-5)
+    # multi-view: the canonical cut plus four shifted ones
+    embedder.aligner.views = "multi"
+    views = embedder.aligner.align_views(astronaut, faces.boxes, faces.landmarks)
+    assert views.shape == (1, 5, 112, 112, 3)
+    np.testing.assert_array_equal(views[:, 0], chips)
+    assert len({v.tobytes() for v in views[0]}) == 5
 
 
 def test_onnx_embedder_rejects_wrong_input_size(tmp_path: Path) -> None:

@@ -38,11 +38,14 @@ err = Console(stderr=True, highlight=False)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of text.")]
-DetectorOption = Annotated[str, typer.Option(help="Face detector: centerface or dlib_hog.")]
-EmbedderOption = Annotated[str, typer.Option(help="Embedder: dlib_resnet, or onnx with --onnx-model.")]
+DetectorOption = Annotated[str | None, typer.Option(help="Face detector: centerface or dlib_hog.")]
+EmbedderOption = Annotated[str | None, typer.Option(help="Embedder: dlib_resnet, or onnx with --onnx-model.")]
 OnnxOption = Annotated[Path | None, typer.Option("--onnx-model", help="ArcFace-style ONNX file for --embedder onnx.")]
-FlipOption = Annotated[bool, typer.Option("--flip/--no-flip", help="Flip test-time augmentation.")]
-MinFaceOption = Annotated[float, typer.Option(help="Smallest face side to report, in pixels.")]
+FlipOption = Annotated[bool | None, typer.Option("--flip/--no-flip", help="Flip test-time augmentation.")]
+ViewsOption = Annotated[
+    str | None, typer.Option(help="single, or multi: average ten cuts of each face (most accurate, 10x the work).")
+]
+MinFaceOption = Annotated[float | None, typer.Option(help="Smallest face side to report, in pixels.")]
 
 
 def fail(error: VisageError | str, code: str = "error", exit_code: int = 2) -> NoReturn:
@@ -55,21 +58,30 @@ def fail(error: VisageError | str, code: str = "error", exit_code: int = 2) -> N
 
 
 def build_settings(
-    detector: str = "centerface",
-    embedder: str = "dlib_resnet",
+    detector: str | None = None,
+    embedder: str | None = None,
     onnx_model: Path | None = None,
-    flip: bool = False,
-    min_face_size: float = 24.0,
+    flip: bool | None = None,
+    views: str | None = None,
+    min_face_size: float | None = None,
 ) -> Settings:
+    """Settings from the environment (``VISAGE_*``), with the options given on the command line on top."""
+
+    def given(**options: object) -> dict[str, object]:
+        return {name: value for name, value in options.items() if value is not None}
+
     try:
         base = Settings()
         return base.model_copy(
             update={
                 "detection": DetectionSettings.model_validate(
-                    {**base.detection.model_dump(), "detector": detector, "min_face_size": min_face_size}
+                    {**base.detection.model_dump(), **given(detector=detector, min_face_size=min_face_size)}
                 ),
                 "embedding": EmbeddingSettings.model_validate(
-                    {**base.embedding.model_dump(), "embedder": embedder, "onnx_path": onnx_model, "flip": flip}
+                    {
+                        **base.embedding.model_dump(),
+                        **given(embedder=embedder, onnx_path=onnx_model, flip=flip, views=views),
+                    }
                 ),
             }
         )
@@ -119,8 +131,8 @@ def detect(
         Path | None, typer.Option(help="Write the image with faces drawn (a folder for several images).")
     ] = None,
     as_json: JsonOption = False,
-    detector: DetectorOption = "centerface",
-    min_face_size: MinFaceOption = 24.0,
+    detector: DetectorOption = None,
+    min_face_size: MinFaceOption = None,
 ) -> None:
     """Find faces: boxes, five landmarks and quality for each."""
     from PIL import Image
@@ -167,12 +179,13 @@ def compare(
     threshold: Annotated[float | None, typer.Option(help="Decision threshold (default: the model card's).")] = None,
     operating_point: Annotated[str | None, typer.Option(help="Named operating point from the model card.")] = None,
     as_json: JsonOption = False,
-    flip: FlipOption = False,
-    embedder: EmbedderOption = "dlib_resnet",
+    flip: FlipOption = None,
+    views: ViewsOption = None,
+    embedder: EmbedderOption = None,
     onnx_model: OnnxOption = None,
 ) -> None:
     """Are two photos the same person? Prints similarity and decision."""
-    analyzer = make_analyzer(build_settings(embedder=embedder, onnx_model=onnx_model, flip=flip))
+    analyzer = make_analyzer(build_settings(embedder=embedder, onnx_model=onnx_model, flip=flip, views=views))
     try:
         result = analyzer.verify(image_a, image_b, threshold=threshold, operating_point=operating_point)
     except VisageError as exc:
@@ -192,9 +205,10 @@ def embed(
     output: Annotated[Path, typer.Option("--out", help="Output .npz file.")],
     workers: Annotated[int, typer.Option(help="Worker processes (0 = one per core).")] = 0,
     as_json: JsonOption = False,
-    flip: FlipOption = False,
-    detector: DetectorOption = "centerface",
-    embedder: EmbedderOption = "dlib_resnet",
+    flip: FlipOption = None,
+    views: ViewsOption = None,
+    detector: DetectorOption = None,
+    embedder: EmbedderOption = None,
     onnx_model: OnnxOption = None,
 ) -> None:
     """Embed every face of every image under FOLDER into one .npz file."""
@@ -202,7 +216,9 @@ def embed(
 
     if not folder.is_dir():
         fail(f"{folder} is not a folder", code="not_a_folder")
-    settings = build_settings(detector=detector, embedder=embedder, onnx_model=onnx_model, flip=flip)
+    settings = build_settings(
+        detector=detector, embedder=embedder, onnx_model=onnx_model, flip=flip, views=views
+    )
     make_analyzer(settings)  # fail fast on a bad model before starting workers
     files = expand_images([folder])
     if not files:
@@ -315,15 +331,18 @@ def eval_pairs(
     plot: Annotated[Path | None, typer.Option(help="Write the ROC curve to this image file.")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes (0 = one per core).")] = 0,
     as_json: JsonOption = False,
-    flip: FlipOption = False,
-    detector: DetectorOption = "centerface",
-    embedder: EmbedderOption = "dlib_resnet",
+    flip: FlipOption = None,
+    views: ViewsOption = None,
+    detector: DetectorOption = None,
+    embedder: EmbedderOption = None,
     onnx_model: OnnxOption = None,
 ) -> None:
     """Verification accuracy on an LFW pairs list (10-fold, threshold chosen on the other folds)."""
     from visage.eval.pairs import evaluate_pairs, plot_roc, read_pairs
 
-    settings = build_settings(detector=detector, embedder=embedder, onnx_model=onnx_model, flip=flip)
+    settings = build_settings(
+        detector=detector, embedder=embedder, onnx_model=onnx_model, flip=flip, views=views
+    )
     make_analyzer(settings)
     try:
         pair_list = read_pairs(pairs, root)

@@ -1,8 +1,8 @@
 """Per-model decision thresholds shipped with the package (``data/model_cards.json``).
 
 Thresholds are calibrated offline by ``visage.eval.calibrate`` (LFW View 1
-DevTrain) and looked up by model id and whether flip augmentation is on, since
-flipping shifts the similarity distribution. A model without a card (a
+DevTrain) and looked up by model id and test-time augmentation (flip, multi-view), since
+both shift the similarity distribution. A model without a card (a
 user-supplied ONNX file) has no default threshold: callers must pass one.
 """
 
@@ -19,8 +19,9 @@ from visage.types import ModelInfo
 CARDS_FILE = "model_cards.json"
 
 
-def card_key(model: ModelInfo, flip: bool) -> str:
-    return model.id + ("+flip" if flip else "")
+def card_key(model: ModelInfo, flip: bool, views: str = "single") -> str:
+    """Cards are per model and test-time augmentation: both shift the similarity distribution."""
+    return model.id + ("+flip" if flip else "") + ("+views" if views == "multi" else "")
 
 
 @lru_cache(maxsize=1)
@@ -30,19 +31,20 @@ def load_cards() -> dict[str, Any]:
     return cards
 
 
-def threshold_for(model: ModelInfo, flip: bool, operating_point: str) -> float:
+def threshold_for(model: ModelInfo, flip: bool, views: str, operating_point: str) -> float:
     """The similarity threshold of ``operating_point`` for this exact model; raises ``ConfigError``."""
-    card = load_cards().get(card_key(model, flip))
+    key = card_key(model, flip, views)
+    card = load_cards().get(key)
     if card is None:
         raise ConfigError(
-            f"no calibrated thresholds for model {card_key(model, flip)}; pass a threshold explicitly "
+            f"no calibrated thresholds for model {key}; pass a threshold explicitly "
             "or calibrate it with `python -m visage.eval.calibrate`",
             code="no_threshold",
         )
     points: dict[str, float] = card["operating_points"]
     if operating_point not in points:
         raise ConfigError(
-            f"unknown operating point '{operating_point}' for {card_key(model, flip)}; "
+            f"unknown operating point '{operating_point}' for {key}; "
             f"known: {', '.join(sorted(points))}",
             code="no_threshold",
         )

@@ -24,7 +24,7 @@ from visage.config import Settings
 from visage.errors import EmbeddingError, NoFaceError, VisageError
 from visage.io.image import ImageSource, load_image
 from visage.model_cards import threshold_for
-from visage.models.base import Detections, Detector, Embedder
+from visage.models.base import Detections, Detector, Embedder, embed_views
 from visage.models.registry import build_models
 from visage.quality import assess
 from visage.types import Faces, ModelInfo, Verification
@@ -135,11 +135,11 @@ class FaceAnalyzer:
         model = self.model if embed else None
         if len(detections) == 0:
             return Faces.empty((height, width), model)
-        chips = self.embedder.aligner.align(image, detections.boxes, detections.landmarks)
-        scores, reasons, measures = assess(detections.landmarks, chips, self.settings.quality)
+        views = self.embedder.aligner.align_views(image, detections.boxes, detections.landmarks)
+        scores, reasons, measures = assess(detections.landmarks, views[:, 0], self.settings.quality)
         if fallback:
             reasons = tuple(("no_face_detected", *r) for r in reasons)
-        embeddings = self.embedder.embed(chips, flip=self.settings.embedding.flip) if embed else None
+        embeddings = embed_views(self.embedder, views, flip=self.settings.embedding.flip) if embed else None
         return Faces(
             boxes=detections.boxes,
             scores=detections.scores,
@@ -154,7 +154,10 @@ class FaceAnalyzer:
 
     def threshold(self, operating_point: str | None = None) -> float:
         """Similarity threshold of a named operating point for this analyzer's model and flip setting."""
-        return threshold_for(self.model, self.settings.embedding.flip, operating_point or self.settings.operating_point)
+        embedding = self.settings.embedding
+        return threshold_for(
+            self.model, embedding.flip, embedding.views, operating_point or self.settings.operating_point
+        )
 
     def verify(
         self,

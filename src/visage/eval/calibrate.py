@@ -1,6 +1,6 @@
 """Regenerate the model card threshold of the configured pipeline from an LFW pairs list.
 
-    python -m visage.eval.calibrate --pairs pairsDevTrain.txt --root images [--flip]
+    python -m visage.eval.calibrate --pairs pairsDevTrain.txt --root images [--flip] [--views multi]
 
 Prints the card entry as JSON for ``visage/data/model_cards.json``. Tune on DevTrain only;
 report on DevTest.
@@ -25,12 +25,13 @@ def main() -> None:
     parser.add_argument("--pairs", type=Path, required=True)
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--flip", action="store_true")
+    parser.add_argument("--views", choices=("single", "multi"), default="single")
     args = parser.parse_args()
-    settings = Settings(embedding=EmbeddingSettings(flip=args.flip))
+    settings = Settings(embedding=EmbeddingSettings(flip=args.flip, views=args.views))
     model = FaceAnalyzer(settings).model
     report = evaluate_pairs(read_pairs(args.pairs, args.root), settings)
     entry = {
-        card_key(model, args.flip): {
+        card_key(model, args.flip, args.views): {
             "model": model.name,
             "sha256": model.sha256,
             "operating_points": {"accuracy": round(float(np.mean(report.thresholds)), 4)},

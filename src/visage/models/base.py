@@ -59,6 +59,13 @@ class Aligner(Protocol):
         """Return ``(N, chip_size, chip_size, 3)`` uint8 RGB chips."""
         ...
 
+    def align_views(self, image: np.ndarray, boxes: FloatArray, landmarks: FloatArray) -> np.ndarray:
+        """Return ``(N, V, chip_size, chip_size, 3)``: V slightly different cuts of each face, view 0 = ``align``.
+
+        V is 1 unless the aligner was configured for several views (test-time augmentation).
+        """
+        ...
+
 
 class Embedder(Protocol):
     """Maps aligned chips to unit-length vectors. Safe to call from several threads."""
@@ -81,6 +88,15 @@ def l2_normalize(vectors: np.ndarray) -> FloatArray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def embed_views(embedder: Embedder, views: np.ndarray, *, flip: bool) -> FloatArray:
+    """One unit vector per face from ``(N, V, S, S, 3)`` views: the re-normalised mean of the views' vectors."""
+    count, per_face = views.shape[:2]
+    vectors = embedder.embed(views.reshape(count * per_face, *views.shape[2:]), flip=flip)
+    if per_face == 1:
+        return vectors
+    return l2_normalize(vectors.reshape(count, per_face, -1).mean(axis=1))
 
 
 def embed_chips(

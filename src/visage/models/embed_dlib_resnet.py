@@ -22,12 +22,16 @@ class DlibResNetEmbedder:
     dim = 128
 
     def __init__(
-        self, five_point: DlibFivePoint | None = None, batch_size: int = 32, box_source: str = "detector"
+        self,
+        five_point: DlibFivePoint | None = None,
+        batch_size: int = 32,
+        box_source: str = "detector",
+        views: str = "single",
     ) -> None:
         path, self.model = verified_path("dlib_resnet_v1")
         self._net = dlib.face_recognition_model_v1(str(path))
         self._lock = threading.Lock()
-        self.aligner = DlibChipAligner(five_point, box_source=box_source)
+        self.aligner = DlibChipAligner(five_point, box_source=box_source, views=views)
         self.batch_size = batch_size
 
     def embed(self, chips: np.ndarray, *, flip: bool = False) -> FloatArray:

@@ -32,9 +32,10 @@ class OnnxDlibResNetEmbedder:
         threads: int = 0,
         batch_size: int = 32,
         box_source: str = "detector",
+        views: str = "single",
     ) -> None:
         source, self.model = verified_path("dlib_resnet_v1")
-        self.aligner = DlibChipAligner(five_point, box_source=box_source)
+        self.aligner = DlibChipAligner(five_point, box_source=box_source, views=views)
         self.batch_size = batch_size
         onnx_path = convert(source, self.model.sha256, cache_dir)
         try:

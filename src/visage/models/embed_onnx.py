@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from visage.align import ARCFACE_TEMPLATE_112, warp_chips
+from visage.align import ARCFACE_TEMPLATE_112, VIEW_SHIFTS, warp_chips
 from visage.errors import ModelError
 from visage.models.base import embed_chips
 from visage.models.onnx_runtime import make_session
@@ -23,14 +23,27 @@ ARCFACE_SIZE = 112
 
 
 class ArcFaceAligner:
+    """Landmarks → the ArcFace template; ``views="multi"`` adds four cuts shifted by 3 % of the chip side."""
+
     chip_size = ARCFACE_SIZE
+
+    def __init__(self, views: str = "single") -> None:
+        self.views = views
 
     def align(self, image: np.ndarray, boxes: FloatArray, landmarks: FloatArray) -> np.ndarray:
         return warp_chips(image, landmarks, ARCFACE_TEMPLATE_112, ARCFACE_SIZE)
 
+    def align_views(self, image: np.ndarray, boxes: FloatArray, landmarks: FloatArray) -> np.ndarray:
+        shifts = VIEW_SHIFTS if self.views == "multi" else VIEW_SHIFTS[:1]
+        templates = [ARCFACE_TEMPLATE_112 - ARCFACE_SIZE * np.array(shift, np.float32) for shift in shifts]
+        views = [warp_chips(image, landmarks, template, ARCFACE_SIZE) for template in templates]
+        return np.stack(views, axis=1)
+
 
 class OnnxEmbedder:
-    def __init__(self, path: Path, name: str | None = None, threads: int = 0, batch_size: int = 32) -> None:
+    def __init__(
+        self, path: Path, name: str | None = None, threads: int = 0, batch_size: int = 32, views: str = "single"
+    ) -> None:
         path = Path(path)
         self.model = file_info(path, name or path.stem)
         try:
@@ -53,7 +66,7 @@ class OnnxEmbedder:
             raise ModelError(f"{path}: input must be {ARCFACE_SIZE}x{ARCFACE_SIZE}, got {shape}", code="model_invalid")
         self._fixed_batch = shape[0] if isinstance(shape[0], int) else None
         self.batch_size = self._fixed_batch or batch_size
-        self.aligner = ArcFaceAligner()
+        self.aligner = ArcFaceAligner(views)
         probe = self._run(np.zeros((1, ARCFACE_SIZE, ARCFACE_SIZE, 3), np.uint8))
         self.dim = probe.shape[1]
 

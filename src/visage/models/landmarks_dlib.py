@@ -7,7 +7,7 @@ import threading
 import dlib
 import numpy as np
 
-from visage.align import complete_mouth
+from visage.align import VIEW_SHIFTS, complete_mouth
 from visage.models.weights import verified_path
 from visage.types import FloatArray
 
@@ -68,8 +68,11 @@ def hog_style_boxes(landmarks: FloatArray) -> FloatArray:
 class DlibChipAligner:
     """Box → 5-point shape → dlib's own chip extraction (150x150, padding 0.25).
 
-    Using dlib's ``get_face_chips`` keeps chips identical to what the ResNet was trained on;
+    Using dlib's chip geometry keeps chips identical to what the ResNet was trained on;
     ``box_source="landmarks"`` feeds the predictor boxes framed like the ones it was trained on.
+    With ``views="multi"`` each face is also cut from the other box source and at four
+    positions shifted by :data:`visage.align.VIEW_SHIFT` of the chip side, ten chips in all (view 0 is
+    the canonical chip); averaging their embeddings evens out landmark noise.
     """
 
     chip_size = CHIP_SIZE
@@ -79,15 +82,44 @@ class DlibChipAligner:
         five_point: DlibFivePoint | None = None,
         padding: float = CHIP_PADDING,
         box_source: str = "detector",
+        views: str = "single",
     ) -> None:
         self.five_point = five_point or DlibFivePoint()
         self.padding = padding
         self.box_source = box_source
+        self.views = views
 
     def align(self, image: np.ndarray, boxes: FloatArray, landmarks: FloatArray) -> np.ndarray:
+        return self.align_views(image, boxes, landmarks)[:, 0]
+
+    def align_views(self, image: np.ndarray, boxes: FloatArray, landmarks: FloatArray) -> np.ndarray:
         if len(boxes) == 0:
-            return np.zeros((0, CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
-        predictor_boxes = hog_style_boxes(landmarks) if self.box_source == "landmarks" else boxes
-        shapes = self.five_point.shapes(image, predictor_boxes)
-        chips = dlib.get_face_chips(image, dlib.full_object_detections(shapes), CHIP_SIZE, self.padding)
-        return np.stack([np.asarray(chip, dtype=np.uint8) for chip in chips])
+            return np.zeros((0, 1, CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
+        framed = hog_style_boxes(landmarks)
+        sources = [framed, boxes] if self.box_source == "landmarks" else [boxes, framed]
+        if self.views == "single":
+            sources = sources[:1]
+        shifts = VIEW_SHIFTS if self.views == "multi" else VIEW_SHIFTS[:1]
+        per_source = [self.five_point.shapes(image, source) for source in sources]
+        details = [
+            shifted_chip(dlib.get_face_chip_details(shapes[face], CHIP_SIZE, self.padding), dx, dy)
+            for face in range(len(boxes))
+            for shapes in per_source
+            for dx, dy in shifts
+        ]
+        chips = dlib.extract_image_chips(image, details)
+        views = len(sources) * len(shifts)
+        return np.stack([np.asarray(c, dtype=np.uint8) for c in chips]).reshape(
+            len(boxes), views, CHIP_SIZE, CHIP_SIZE, 3
+        )
+
+
+def shifted_chip(details: dlib.chip_details, dx: float, dy: float) -> dlib.chip_details:
+    """The same chip moved by ``dx``/``dy`` of its side (rotation and size kept)."""
+    if dx == 0 and dy == 0:
+        return details
+    rect = details.rect
+    side_x, side_y = rect.right() - rect.left(), rect.bottom() - rect.top()
+    moved = dlib.drectangle(rect.left() + dx * side_x, rect.top() + dy * side_y,
+                            rect.right() + dx * side_x, rect.bottom() + dy * side_y)
+    return dlib.chip_details(moved, dlib.chip_dims(details.rows, details.cols), details.angle)

@@ -53,15 +53,20 @@ def build_models(settings: Settings) -> tuple[Detector, Embedder]:
             threads=settings.threads,
             batch_size=embedding.batch_size,
             box_source=embedding.dlib_box,
+            views=embedding.views,
         )
     elif embedding.embedder == "dlib_resnet":
         embedder = DlibResNetEmbedder(
-            shared_five_point(), batch_size=embedding.batch_size, box_source=embedding.dlib_box
+            shared_five_point(), batch_size=embedding.batch_size, box_source=embedding.dlib_box, views=embedding.views
         )
     elif embedding.embedder == "onnx":
         assert embedding.onnx_path is not None  # enforced by EmbeddingSettings
         embedder = OnnxEmbedder(
-            embedding.onnx_path, embedding.onnx_name, threads=settings.threads, batch_size=embedding.batch_size
+            embedding.onnx_path,
+            embedding.onnx_name,
+            threads=settings.threads,
+            batch_size=embedding.batch_size,
+            views=embedding.views,
         )
     else:  # pragma: no cover
         raise ConfigError(f"unknown embedder '{embedding.embedder}'; choose one of {EMBEDDERS}")
