@@ -63,9 +63,9 @@ def test_eval_pairs_cli_on_devtest(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert set(report) >= {"accuracy", "accuracy_std", "auc", "tar_at_far", "misses", "images_per_second"}
-    # Regression guard at the level measured when this test was written (98.5 %, 0 misses):
-    # the 98.9 % target is tracked in the closing notes, not faked here.
-    assert report["accuracy"] >= 0.980, report
+    # Default pipeline (multi-view + flip, chosen on DevTrain) measured 99.1 % with no misses; the bar is 98.9 %.
+    assert report["accuracy"] >= 0.989, report
+    assert report["tar_at_far"]["0.001"] >= 0.93, report
     assert report["misses"] <= 2 and report["auc"] >= 0.995
     assert plot.stat().st_size > 5_000
 

@@ -34,9 +34,11 @@ def main() -> None:
         card_key(model, args.flip, args.views): {
             "model": model.name,
             "sha256": model.sha256,
+            "pipeline": f"{settings.detection.detector} + {settings.embedding.embedder}, views={args.views}, "
+            f"flip={args.flip}",
             "operating_points": {"accuracy": round(float(np.mean(report.thresholds)), 4)},
             "calibration": {
-                "data": str(args.pairs.name),
+                "data": f"LFW-format pairs {args.pairs.name}",
                 "method": "mean of the 10 fold thresholds maximising accuracy",
                 "accuracy_10fold": round(report.accuracy, 4),
                 "auc": round(report.auc, 4),
