@@ -18,5 +18,6 @@ def make_session(model: onnx.ModelProto | bytes | str, threads: int = 0) -> ort.
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     payload = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
     return ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
