@@ -30,6 +30,13 @@ def test_tar_at_far_counts_false_accepts() -> None:
     assert tar_at_far(scores, labels, 0.1) == 1.0
 
 
+def test_threshold_never_splits_tied_scores() -> None:
+    scores = np.zeros(20)
+    labels = np.array([False] * 19 + [True])
+    threshold = best_threshold(scores, labels)
+    assert np.mean((scores >= threshold) == labels) == 0.95  # reject all, not accept all
+
+
 def test_folds_are_stratified_and_consecutive() -> None:
     labels = np.array([True] * 50 + [False] * 50)
     ids = fold_ids(labels, 10)

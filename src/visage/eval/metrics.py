@@ -15,6 +15,8 @@ def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
     negatives_below = np.concatenate([[0], np.cumsum(~y)])
     positives_from = np.concatenate([np.cumsum(y[::-1])[::-1], [0]])
     correct = negatives_below + positives_from
+    # A threshold cannot fall between equal scores: only cut where the score changes.
+    correct[1:-1][s[1:] == s[:-1]] = -1
     i = int(np.argmax(correct))
     if i == 0:
         return float(s[0] - 1e-6)
