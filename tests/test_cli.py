@@ -95,3 +95,30 @@ def test_models_convert_writes_the_cache_once_asked(tmp_path: Path) -> None:
     row = json.loads(result.stdout)
     assert row["model"].startswith("dlib_resnet_v1@") and Path(row["onnx"]).parent == tmp_path / "models"
     assert Path(row["onnx"]).stat().st_size > 20_000_000
+
+
+def test_gallery_commands_end_to_end(tmp_path: Path, astronaut_bytes: bytes) -> None:
+    people = tmp_path / "people"
+    (people / "eileen").mkdir(parents=True)
+    (people / "eileen" / "a.jpg").write_bytes(astronaut_bytes)
+    (people / "nobody").mkdir()
+    (people / "nobody" / "broken.jpg").write_bytes(astronaut_bytes[:3000])
+    data = tmp_path / "data"
+    photo = people / "eileen" / "a.jpg"
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return visage(*args, check=check, env_data_dir=data)
+
+    assert json.loads(run("gallery", "create", "staff", "--json").stdout)["name"] == "staff"
+    summary = json.loads(run("enroll-dir", "staff", str(people), "--json").stdout)
+    assert summary["enrolled"] == 1 and summary["rejected"][0]["code"] == "truncated_image"
+    [face] = json.loads(run("identify", "staff", str(photo), "--json").stdout)
+    assert face["candidates"][0]["external_id"] == "eileen" and face["candidates"][0]["same"]
+    assert json.loads(run("verify", "staff", "eileen", str(photo), "--json").stdout)["same"] is True
+    assert json.loads(run("person", "show", "staff", "eileen", "--json").stdout)["templates"] == 1
+    run("person", "erase", "staff", "eileen", "--yes")
+    assert json.loads(run("identify", "staff", str(photo), "--json").stdout)[0]["candidates"] == []
+    duplicate = run("gallery", "create", "staff", check=False)
+    assert duplicate.returncode == 2 and "gallery_exists" in duplicate.stderr and "Traceback" not in duplicate.stderr
+    unknown = run("verify", "nowhere", "eileen", str(photo), check=False)
+    assert unknown.returncode == 2 and "gallery_not_found" in unknown.stderr

@@ -87,6 +87,25 @@ class QualitySettings(BaseModel):
     max_brightness: float = Field(0.85, ge=0, le=1)
 
 
+class GallerySettings(BaseModel):
+    """Where enrolled people live and how they are matched."""
+
+    model_config = {"extra": "forbid"}
+
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the system of record; default: a SQLite file in data_dir. "
+        "Production: postgresql+psycopg://user:password@host/db.",
+    )
+    index: Literal["faiss"] = Field("faiss", description="Vector index backend.")
+    operating_point: str = Field("fmr=1e-3", description="Default decision threshold: a named false-match rate.")
+    scoring: Literal["max", "mean_best2"] = Field(
+        "max", description="Person score from its templates' similarities: the best one, or the mean of the best two."
+    )
+    min_quality: float = Field(0.3, ge=0, le=1, description="Enrolment gate on the face quality score.")
+    top_k: int = Field(5, ge=1, le=1000, description="Candidates returned per face by identify.")
+
+
 class Settings(BaseSettings):
     """Everything a ``FaceAnalyzer`` (and later the gallery and service) needs."""
 
@@ -101,6 +120,7 @@ class Settings(BaseSettings):
     detection: DetectionSettings = DetectionSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
     quality: QualitySettings = QualitySettings()
+    gallery: GallerySettings = GallerySettings()
     operating_point: str = Field(
         "accuracy", description="Named decision threshold from the model card used by verify()."
     )

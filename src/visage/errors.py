@@ -57,3 +57,21 @@ class NoFaceError(VisageError):
     """An operation that needs a face (verify, enrol) got an image without one."""
 
     code = "no_face"
+
+
+class StoreError(VisageError):
+    """The database cannot be opened, or a value cannot be stored as given."""
+
+    code = "store_error"
+
+
+class NotFoundError(VisageError):
+    """An unknown gallery, person or template."""
+
+    code = "not_found"
+
+
+class ConflictError(VisageError):
+    """A name or external id that already exists, or a model that does not match the gallery's."""
+
+    code = "conflict"

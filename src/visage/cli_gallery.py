@@ -1,0 +1,260 @@
+"""Gallery commands: ``visage gallery …``, ``enroll``, ``enroll-dir``, ``identify``, ``verify``, ``person …``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from visage.cli_support import JsonOption, build_settings, err, expand_images, fail, out, print_json, progress_bar
+from visage.errors import VisageError
+from visage.gallery.api import Enrollment, Gallery, Identification
+from visage.gallery.store_sql import GalleryRecord, PersonRecord
+
+gallery_app = typer.Typer(help="Create, list and delete galleries.", no_args_is_help=True)
+person_app = typer.Typer(help="List, show and erase enrolled people.", no_args_is_help=True)
+
+GalleryArg = Annotated[str, typer.Argument(help="Gallery name.")]
+PersonArg = Annotated[str, typer.Argument(help="The person's external id (unique in the gallery).")]
+OperatingPointOption = Annotated[
+    str | None, typer.Option(help="Named false-match rate, e.g. fmr=1e-4 (default: the gallery setting, fmr=1e-3).")
+]
+
+
+def open_gallery() -> Gallery:
+    """The galleries of the configured database (models load only when a command analyses images)."""
+    try:
+        return Gallery(build_settings())
+    except VisageError as exc:
+        fail(exc)
+
+
+def gallery_dict(g: GalleryRecord) -> dict[str, Any]:
+    return {"name": g.name, "model": g.model.id, "dim": g.dim, "watchlist": g.watchlist,
+            "created_at": g.created_at.isoformat()}
+
+
+def person_dict(p: PersonRecord) -> dict[str, Any]:
+    return {"external_id": p.external_id, "display_name": p.display_name, "metadata": p.metadata,
+            "templates": p.templates, "created_at": p.created_at.isoformat(), "updated_at": p.updated_at.isoformat()}
+
+
+def enrollment_dict(e: Enrollment) -> dict[str, Any]:
+    return {"person": person_dict(e.person) if e.person else None, "template_ids": e.template_ids,
+            "rejected": [{"image": r.image, "code": r.code, "message": r.message, "reasons": list(r.reasons)}
+                         for r in e.rejected]}
+
+
+def identification_dict(image: str, i: Identification) -> dict[str, Any]:
+    return {"image": image, "box": [round(float(v), 1) for v in i.face.box] if i.face else None,
+            "threshold": i.threshold, "operating_point": i.operating_point,
+            "candidates": [{"external_id": c.external_id, "display_name": c.display_name,
+                            "similarity": round(c.similarity, 5), "same": c.same} for c in i.candidates]}
+
+
+@gallery_app.command("create")
+def gallery_create(name: GalleryArg, watchlist: Annotated[bool, typer.Option(help="Flag for video alerts.")] = False,
+                   as_json: JsonOption = False) -> None:
+    """Create a gallery bound to the configured embedding model."""
+    with open_gallery() as g:
+        try:
+            record = g.create(name, watchlist=watchlist)
+        except VisageError as exc:
+            fail(exc)
+    print_json(gallery_dict(record)) if as_json else out.print(f"created gallery '{name}' ({record.model.id})",
+                                                               markup=False)
+
+
+@gallery_app.command("list")
+def gallery_list(as_json: JsonOption = False) -> None:
+    """Every gallery with its model."""
+    with open_gallery() as g:
+        rows = [gallery_dict(r) for r in g.galleries()]
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        out.print(f"{row['name']}  model={row['model']}  watchlist={row['watchlist']}", markup=False)
+
+
+@gallery_app.command("delete")
+def gallery_delete(name: GalleryArg, yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False) -> None:
+    """Delete a gallery with every person and template in it."""
+    if not yes and not typer.confirm(f"Delete gallery '{name}' and everyone enrolled in it?"):
+        raise typer.Exit(1)
+    with open_gallery() as g:
+        try:
+            g.delete(name)
+        except VisageError as exc:
+            fail(exc)
+    out.print(f"deleted gallery '{name}'", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(gallery_app, name="gallery")
+    app.add_typer(person_app, name="person")
+
+    @app.command()
+    def enroll(
+        gallery: GalleryArg,
+        person: PersonArg,
+        images: Annotated[list[Path], typer.Argument(help="One or more images of the person.")],
+        name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+        face_index: Annotated[int | None, typer.Option(help="Which face when an image holds several.")] = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Enrol a person from images (each must hold one face passing the quality gate)."""
+        with open_gallery() as g:
+            try:
+                result = g.enroll(gallery, person, list(images), display_name=name, face_index=face_index)
+            except VisageError as exc:
+                fail(exc)
+        if as_json:
+            print_json(enrollment_dict(result))
+        else:
+            out.print(f"{person}: {len(result.template_ids)} template(s) added, {len(result.rejected)} rejected",
+                      markup=False)
+            for r in result.rejected:
+                err.print(f"  rejected {r.image}: [{r.code}] {r.message}", markup=False)
+        if result.person is None:
+            raise typer.Exit(1)
+
+    @app.command("enroll-dir")
+    def enroll_dir(
+        gallery: GalleryArg,
+        folder: Annotated[Path, typer.Argument(help="One sub-folder per person, named by external id.")],
+        as_json: JsonOption = False,
+    ) -> None:
+        """Enrol every sub-folder of FOLDER as one person; prints a summary of rejected images."""
+        if not folder.is_dir():
+            fail(f"{folder} is not a folder", code="not_a_folder")
+        people = sorted(p for p in folder.iterdir() if p.is_dir())
+        if not people:
+            fail(f"no person sub-folders under {folder}", code="no_images")
+        enrolled, templates, rejected = 0, 0, []
+        with open_gallery() as g, progress_bar(len(people), "enrolling") as advance:
+            for person_dir in people:
+                try:
+                    result = g.enroll(gallery, person_dir.name, expand_images([person_dir]))
+                except VisageError as exc:
+                    fail(exc)
+                enrolled += result.person is not None
+                templates += len(result.template_ids)
+                rejected += [{"person": person_dir.name, "image": r.image, "code": r.code} for r in result.rejected]
+                advance()
+        summary = {"people": len(people), "enrolled": enrolled, "templates": templates, "rejected": rejected}
+        if as_json:
+            print_json(summary)
+            return
+        out.print(f"{enrolled}/{len(people)} people enrolled, {templates} templates, {len(rejected)} images rejected",
+                  markup=False)
+        for r in rejected:
+            err.print(f"  rejected {r['image']}: [{r['code']}]", markup=False)
+
+    @app.command()
+    def identify(
+        gallery: GalleryArg,
+        images: Annotated[list[Path], typer.Argument(help="Images whose faces to identify.")],
+        top_k: Annotated[int | None, typer.Option(help="Candidates per face.")] = None,
+        operating_point: OperatingPointOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Who is in these images? Every face with its best candidates."""
+        rows: list[dict[str, Any]] = []
+        with open_gallery() as g:
+            for image in expand_images(list(images)):
+                try:
+                    found = g.identify(gallery, image, top_k=top_k, operating_point=operating_point)
+                except VisageError as exc:
+                    if exc.code in ("gallery_not_found", "model_mismatch", "no_threshold"):
+                        fail(exc)
+                    rows.append({"image": str(image), "error": {"code": exc.code, "message": exc.message}})
+                    continue
+                rows += [identification_dict(str(image), i) for i in found]
+        if as_json:
+            print_json(rows)
+            return
+        for row in rows:
+            if "error" in row:
+                err.print(f"{row['image']}: error [{row['error']['code']}] {row['error']['message']}", markup=False)
+                continue
+            best = row["candidates"][0] if row["candidates"] else None
+            verdict = "no candidates"
+            if best:
+                verdict = f"{best['external_id']} ({best['similarity']:.3f}{', match' if best['same'] else ''})"
+            out.print(f"{row['image']} face at {row['box']}: {verdict}", markup=False)
+
+    @app.command()
+    def verify(
+        gallery: GalleryArg,
+        person: PersonArg,
+        image: Annotated[Path, typer.Argument(help="Image to check (its largest face).")],
+        operating_point: OperatingPointOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Is the face in IMAGE this enrolled person? Exit code 0 if yes, 1 if not."""
+        with open_gallery() as g:
+            try:
+                result = g.verify(gallery, person, image, operating_point=operating_point)
+            except VisageError as exc:
+                fail(exc)
+        if as_json:
+            print_json({"same": result.same, "similarity": result.similarity, "threshold": result.threshold,
+                        "operating_point": result.operating_point})
+        else:
+            out.print(f"similarity {result.similarity:.4f} (threshold {result.threshold:.4f}, "
+                      f"{result.operating_point}): {'same person' if result.same else 'not this person'}",
+                      markup=False)
+        if not result.same:
+            raise typer.Exit(1)
+
+
+@person_app.command("list")
+def person_list(gallery: GalleryArg, offset: int = 0, limit: int = 100, as_json: JsonOption = False) -> None:
+    """Enrolled people, by external id."""
+    with open_gallery() as g:
+        try:
+            rows = [person_dict(p) for p in g.persons(gallery, offset=offset, limit=limit)]
+        except VisageError as exc:
+            fail(exc)
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        out.print(f"{row['external_id']}  {row['display_name'] or ''}  templates={row['templates']}", markup=False)
+
+
+@person_app.command("show")
+def person_show(gallery: GalleryArg, person: PersonArg, as_json: JsonOption = False) -> None:
+    """One person with their templates."""
+    with open_gallery() as g:
+        try:
+            record = g.person(gallery, person)
+            templates = g.templates(gallery, person)
+        except VisageError as exc:
+            fail(exc)
+    document = {**person_dict(record), "template_list": [
+        {"id": t.id, "source_sha256": t.source_sha256, "box": list(t.box), "quality": t.quality,
+         "model": t.model_id, "created_at": t.created_at.isoformat()} for t in templates]}
+    if as_json:
+        print_json(document)
+        return
+    out.print(f"{record.external_id} ({record.display_name or 'no name'}), {len(templates)} template(s)",
+              markup=False)
+    for t in document["template_list"]:
+        out.print(f"  #{t['id']} quality={t['quality']:.2f} source={t['source_sha256'][:12]}…", markup=False)
+
+
+@person_app.command("erase")
+def person_erase(gallery: GalleryArg, person: PersonArg,
+                 yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False) -> None:
+    """Erase a person: their records and their vectors."""
+    if not yes and not typer.confirm(f"Erase '{person}' from '{gallery}'?"):
+        raise typer.Exit(1)
+    with open_gallery() as g:
+        try:
+            g.erase(gallery, person)
+        except VisageError as exc:
+            fail(exc)
+    out.print(f"erased {person} from {gallery}", markup=False)

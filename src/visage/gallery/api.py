@@ -1,0 +1,403 @@
+"""The library's gallery API: enrol people, verify (1:1), identify (1:N), erase.
+
+One :class:`Gallery` object manages every named gallery in a database. The SQL store is the
+source of truth; each gallery's vector index is a cache, rebuilt from SQL when it is missing
+or when its revision differs from the gallery's (another process wrote, or this one crashed
+before saving). Writes go to SQL first, in one transaction, then to the index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from visage.config import Settings
+from visage.errors import ConflictError, EmbeddingError, NoFaceError, VisageError
+from visage.gallery.index import VectorIndex
+from visage.gallery.index_faiss import FaissIndex
+from visage.gallery.store_sql import (
+    GalleryRecord,
+    NewTemplate,
+    PersonRecord,
+    SqlStore,
+    TemplateRecord,
+    sqlite_url,
+)
+from visage.io.image import ImageSource
+from visage.pipeline import FaceAnalyzer
+from visage.types import Face, FloatArray, Verification
+
+# How many template hits are fetched per requested candidate, so that people with several
+# templates do not crowd others out of the top k.
+TEMPLATES_PER_CANDIDATE = 8
+# The in-process index is checkpointed at most this often; SQL stays the durable copy.
+SAVE_INTERVAL_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An image that did not enrol, and why."""
+
+    image: str
+    code: str
+    message: str
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    """Result of enrolling images: the person (None when no image was accepted), new template ids, rejections."""
+
+    person: PersonRecord | None
+    template_ids: list[int]
+    rejected: list[Rejection]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    external_id: str
+    display_name: str | None
+    similarity: float
+    same: bool
+
+
+@dataclass(frozen=True)
+class Identification:
+    """The candidates for one face, best first, with the threshold that decided ``same``."""
+
+    face: Face | None
+    candidates: list[Candidate]
+    threshold: float
+    operating_point: str
+
+
+@dataclass
+class _IndexSlot:
+    index: VectorIndex
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    saved_at: float = 0.0
+
+
+def source_label(source: ImageSource) -> str:
+    if isinstance(source, (str, Path)):
+        return str(source)
+    return f"<{type(source).__name__}>"
+
+
+def source_sha256(source: ImageSource) -> str:
+    if isinstance(source, (str, Path)):
+        digest = hashlib.sha256()
+        with open(source, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return hashlib.sha256(bytes(source)).hexdigest()
+    return hashlib.sha256(np.ascontiguousarray(source).tobytes()).hexdigest()
+
+
+class Gallery:
+    """Galleries of enrolled people in one database, with their vector indexes. Thread-safe."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        analyzer: FaceAnalyzer | None = None,
+        store: SqlStore | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self._analyzer = analyzer
+        self._analyzer_lock = threading.Lock()
+        self.store = store or SqlStore(self.settings.gallery.database_url or sqlite_url(self.settings.data_dir))
+        self._slots: dict[int, _IndexSlot] = {}
+        self._slots_lock = threading.Lock()
+
+    @property
+    def analyzer(self) -> FaceAnalyzer:
+        """The face analyzer, loaded on first use: listing or erasing records needs no models."""
+        with self._analyzer_lock:
+            if self._analyzer is None:
+                self._analyzer = FaceAnalyzer(self.settings)
+            return self._analyzer
+
+    def close(self) -> None:
+        """Checkpoint every index and release the database."""
+        for slot in list(self._slots.values()):
+            with slot.lock:
+                slot.index.save()
+        self.store.close()
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- galleries -------------------------------------------------------------------------------
+
+    def create(self, name: str, *, watchlist: bool = False) -> GalleryRecord:
+        """A new gallery bound to this analyzer's embedding model."""
+        return self.store.create_gallery(name, self.analyzer.model, self.analyzer.embedder.dim, watchlist=watchlist)
+
+    def get(self, name: str) -> GalleryRecord:
+        return self.store.gallery(name)
+
+    def galleries(self) -> list[GalleryRecord]:
+        return self.store.galleries()
+
+    def delete(self, name: str) -> GalleryRecord:
+        gallery = self.store.delete_gallery(name)
+        with self._slots_lock:
+            self._slots.pop(gallery.id, None)
+        shutil.rmtree(self._index_dir(gallery), ignore_errors=True)
+        return gallery
+
+    def _bound(self, name: str) -> GalleryRecord:
+        gallery = self.store.gallery(name)
+        if gallery.model.id != self.analyzer.model.id:
+            raise ConflictError(
+                f"gallery '{name}' holds templates of model {gallery.model.id}; this analyzer embeds with "
+                f"{self.analyzer.model.id}, whose vectors cannot be compared with them",
+                code="model_mismatch",
+            )
+        return gallery
+
+    # --- index maintenance -----------------------------------------------------------------------
+
+    def _index_dir(self, gallery: GalleryRecord) -> Path:
+        return self.settings.data_dir / "index" / f"gallery-{gallery.id}"
+
+    def _slot(self, gallery: GalleryRecord) -> _IndexSlot:
+        with self._slots_lock:
+            slot = self._slots.get(gallery.id)
+            if slot is None:
+                index = FaissIndex(gallery.dim, self._index_dir(gallery) / "faiss.index")
+                slot = self._slots[gallery.id] = _IndexSlot(index)
+            return slot
+
+    def _fresh(self, gallery: GalleryRecord) -> _IndexSlot:
+        """The gallery's index, rebuilt from SQL first if it does not reflect the current revision."""
+        slot = self._slot(gallery)
+        with slot.lock:
+            if slot.index.revision != self.store.revision(gallery):
+                self._rebuild(gallery, slot)
+        return slot
+
+    def _rebuild(self, gallery: GalleryRecord, slot: _IndexSlot) -> None:
+        while True:
+            revision = self.store.revision(gallery)
+            slot.index.reset()
+            for ids, vectors in self.store.all_vectors(gallery):
+                slot.index.add(ids, vectors)
+            if self.store.revision(gallery) == revision:  # nobody wrote meanwhile
+                slot.index.revision = revision
+                break
+        self._save(slot, force=True)
+
+    def _after_write(self, gallery: GalleryRecord, slot: _IndexSlot, add: tuple[np.ndarray, np.ndarray] | None,
+                     remove: np.ndarray | None, revision_before: int) -> None:
+        """Apply our own committed change; if anyone else also wrote, rebuild instead."""
+        if self.store.revision(gallery) != revision_before + 1 or slot.index.revision != revision_before:
+            self._rebuild(gallery, slot)
+            return
+        if remove is not None:
+            slot.index.remove(remove)
+        if add is not None:
+            slot.index.add(*add)
+        slot.index.revision = revision_before + 1
+        self._save(slot)
+
+    @staticmethod
+    def _save(slot: _IndexSlot, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - slot.saved_at >= SAVE_INTERVAL_SECONDS:
+            slot.index.save()
+            slot.saved_at = now
+
+    # --- enrolment -------------------------------------------------------------------------------
+
+    def _template_from(self, source: ImageSource, face_index: int | None) -> NewTemplate | Rejection:
+        label = source_label(source)
+        try:
+            faces = self.analyzer.analyze(source)
+            digest = source_sha256(source)
+        except VisageError as exc:
+            return Rejection(label, exc.code, exc.message)
+        except OSError as exc:
+            return Rejection(label, "file_unreadable", f"cannot read {label}: {exc.strerror}")
+        if len(faces) == 0:
+            return Rejection(label, "no_face", "no face found")
+        if face_index is None and len(faces) > 1:
+            return Rejection(label, "several_faces",
+                             f"{len(faces)} faces found; choose one with face_index (0..{len(faces) - 1})")
+        chosen = face_index or 0
+        if not 0 <= chosen < len(faces):
+            return Rejection(label, "face_index_out_of_range", f"face_index {chosen} but {len(faces)} face(s) found")
+        face = faces[chosen]
+        gate = self.settings.gallery.min_quality
+        if face.quality.score < gate:
+            return Rejection(label, "low_quality", f"quality {face.quality.score:.2f} is below the gate {gate:.2f}",
+                             face.quality.reasons)
+        assert face.embedding is not None
+        x1, y1, x2, y2 = (float(v) for v in face.box)
+        return NewTemplate(face.embedding, digest, (x1, y1, x2, y2), face.quality.score)
+
+    def enroll(
+        self,
+        gallery_name: str,
+        external_id: str,
+        images: Sequence[ImageSource],
+        *,
+        display_name: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        face_index: int | None = None,
+    ) -> Enrollment:
+        """Add a template per acceptable image (one face passing the quality gate); the others are reported."""
+        gallery = self._bound(gallery_name)
+        accepted: list[NewTemplate] = []
+        rejected: list[Rejection] = []
+        for source in images:
+            outcome = self._template_from(source, face_index)
+            if isinstance(outcome, NewTemplate):
+                accepted.append(outcome)
+            else:
+                rejected.append(outcome)
+        if not accepted:
+            return Enrollment(None, [], rejected)
+        slot = self._fresh(gallery)
+        with slot.lock:
+            before = self.store.revision(gallery)
+            person, ids = self.store.enroll(gallery, external_id, accepted, display_name=display_name,
+                                            metadata=metadata)
+            vectors = np.stack([t.embedding for t in accepted]).astype(np.float32)
+            self._after_write(gallery, slot, (np.array(ids, np.int64), vectors), None, before)
+        return Enrollment(person, ids, rejected)
+
+    # --- people and templates --------------------------------------------------------------------
+
+    def person(self, gallery_name: str, external_id: str) -> PersonRecord:
+        return self.store.person(self.store.gallery(gallery_name), external_id)
+
+    def persons(self, gallery_name: str, *, offset: int = 0, limit: int = 100) -> list[PersonRecord]:
+        return self.store.persons(self.store.gallery(gallery_name), offset=offset, limit=limit)
+
+    def update_person(self, gallery_name: str, external_id: str, *, display_name: str | None = None,
+                      metadata: dict[str, Any] | None = None) -> PersonRecord:
+        return self.store.update_person(self.store.gallery(gallery_name), external_id, display_name=display_name,
+                                        metadata=metadata)
+
+    def templates(self, gallery_name: str, external_id: str) -> list[TemplateRecord]:
+        return self.store.templates(self.store.gallery(gallery_name), external_id)
+
+    def delete_template(self, gallery_name: str, template_id: int) -> TemplateRecord:
+        gallery = self.store.gallery(gallery_name)
+        slot = self._fresh(gallery)
+        with slot.lock:
+            before = self.store.revision(gallery)
+            record = self.store.delete_template(gallery, template_id)
+            self._after_write(gallery, slot, None, np.array([template_id], np.int64), before)
+        return record
+
+    def erase(self, gallery_name: str, external_id: str) -> PersonRecord:
+        """Remove a person: SQL rows and index vectors (their own photos no longer match anyone)."""
+        gallery = self.store.gallery(gallery_name)
+        slot = self._fresh(gallery)
+        with slot.lock:
+            before = self.store.revision(gallery)
+            person, ids = self.store.erase_person(gallery, external_id)
+            self._after_write(gallery, slot, None, np.array(ids, np.int64), before)
+            self._save(slot, force=True)  # erased vectors must not survive on disk either
+        return person
+
+    # --- matching --------------------------------------------------------------------------------
+
+    def _threshold(self, operating_point: str | None) -> tuple[float, str]:
+        point = operating_point or self.settings.gallery.operating_point
+        return self.analyzer.threshold(point), point
+
+    def _person_scores(self, gallery: GalleryRecord, queries: FloatArray, top_k: int) -> list[list[tuple[int, float]]]:
+        """Per query, ``(person id, score)`` best first, from the templates' similarities."""
+        slot = self._fresh(gallery)
+        with slot.lock:
+            similarities, ids = slot.index.search(queries, min(len(slot.index), top_k * TEMPLATES_PER_CANDIDATE))
+        owners = self.store.template_owners(gallery, [int(i) for i in np.unique(ids) if i >= 0])
+        results = []
+        for row_similarities, row_ids in zip(similarities, ids, strict=True):
+            per_person: dict[int, list[float]] = defaultdict(list)
+            for value, template_id in zip(row_similarities, row_ids, strict=True):
+                if template_id >= 0 and int(template_id) in owners:
+                    per_person[owners[int(template_id)]].append(float(value))
+            scored = [(person, self._score(values)) for person, values in per_person.items()]
+            results.append(sorted(scored, key=lambda item: -item[1])[:top_k])
+        return results
+
+    def _score(self, similarities: list[float]) -> float:
+        best = sorted(similarities, reverse=True)
+        if self.settings.gallery.scoring == "mean_best2" and len(best) >= 2:
+            return (best[0] + best[1]) / 2
+        return best[0]
+
+    def _candidates(self, gallery: GalleryRecord, queries: FloatArray, top_k: int,
+                    threshold: float) -> list[list[Candidate]]:
+        ranked = self._person_scores(gallery, queries, top_k)
+        people = self.store.persons_by_id(gallery, sorted({p for row in ranked for p, _ in row}))
+        return [
+            [Candidate(people[p].external_id, people[p].display_name, score, score >= threshold)
+             for p, score in row if p in people]
+            for row in ranked
+        ]
+
+    def identify(self, gallery_name: str, image: ImageSource, *, top_k: int | None = None,
+                 operating_point: str | None = None) -> list[Identification]:
+        """Every face in the image with its top-k enrolled candidates."""
+        gallery = self._bound(gallery_name)
+        threshold, point = self._threshold(operating_point)
+        faces = self.analyzer.analyze(image)
+        if len(faces) == 0 or faces.embeddings is None:
+            return []
+        per_face = self._candidates(gallery, faces.embeddings, top_k or self.settings.gallery.top_k, threshold)
+        return [Identification(faces[i], c, threshold, point) for i, c in enumerate(per_face)]
+
+    def identify_embedding(self, gallery_name: str, embedding: np.ndarray, *, top_k: int | None = None,
+                           operating_point: str | None = None) -> Identification:
+        """Candidates for a raw embedding made by the gallery's model (normalised here)."""
+        gallery = self._bound(gallery_name)
+        vector = np.asarray(embedding, dtype=np.float64).ravel()
+        if vector.shape != (gallery.dim,):
+            raise EmbeddingError(f"gallery '{gallery.name}' holds {gallery.dim}-d embeddings, got {vector.size} values",
+                                 code="wrong_dimension")
+        norm = float(np.linalg.norm(vector)) if np.all(np.isfinite(vector)) else float("nan")
+        if not np.isfinite(norm) or norm == 0:
+            raise EmbeddingError("the embedding must be finite and non-zero", code="invalid_embedding")
+        threshold, point = self._threshold(operating_point)
+        query = (vector / norm).astype(np.float32)[None]
+        candidates = self._candidates(gallery, query, top_k or self.settings.gallery.top_k, threshold)[0]
+        return Identification(None, candidates, threshold, point)
+
+    def verify(self, gallery_name: str, external_id: str, image: ImageSource, *,
+               operating_point: str | None = None) -> Verification:
+        """1:1: is the largest face of ``image`` this enrolled person?"""
+        gallery = self._bound(gallery_name)
+        person = self.store.person(gallery, external_id)
+        threshold, point = self._threshold(operating_point)
+        faces = self.analyzer.analyze(image, faces="largest")
+        if len(faces) == 0 or faces.embeddings is None:
+            raise NoFaceError("no face found in the image")
+        similarities = self._person_template_similarities(gallery, person, faces.embeddings[0])
+        score = self._score(similarities)
+        return Verification(same=score >= threshold, similarity=score, threshold=threshold, operating_point=point)
+
+    def _person_template_similarities(self, gallery: GalleryRecord, person: PersonRecord,
+                                      query: FloatArray) -> list[float]:
+        vectors = self.store.person_vectors(gallery, person.id)
+        return [float(v) for v in vectors @ query]

@@ -1,0 +1,427 @@
+"""The system of record: galleries, persons and templates in SQL (SQLite by default, PostgreSQL at scale).
+
+The SQL store is the source of truth; vector indexes are caches rebuilt from it. Every change
+to a gallery's templates bumps that gallery's ``revision`` in the same transaction, so an index
+that remembers the revision it reflects knows when it is stale. The schema is created and
+upgraded by Alembic migrations shipped in ``visage/gallery/migrations``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from visage.errors import ConflictError, NotFoundError, StoreError
+from visage.types import FloatArray, ModelInfo
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite drops the zone of stored times; every time Visage stores is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class GalleryRow(Base):
+    __tablename__ = "galleries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    model_id: Mapped[str] = mapped_column(String(200))
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(200))
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    dim: Mapped[int] = mapped_column(Integer)
+    watchlist: Mapped[bool] = mapped_column(Boolean, default=False)
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PersonRow(Base):
+    __tablename__ = "persons"
+    __table_args__ = (UniqueConstraint("gallery_id", "external_id", name="uq_person_external_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    gallery_id: Mapped[int] = mapped_column(ForeignKey("galleries.id", ondelete="CASCADE"), index=True)
+    external_id: Mapped[str] = mapped_column(String(200))
+    display_name: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    attributes: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    # Filled by the privacy issue (consent records); nullable until then.
+    consent_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TemplateRow(Base):
+    __tablename__ = "templates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    gallery_id: Mapped[int] = mapped_column(ForeignKey("galleries.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    model_id: Mapped[str] = mapped_column(String(200))
+    source_sha256: Mapped[str] = mapped_column(String(64))
+    box: Mapped[list[float]] = mapped_column(JSON)
+    quality: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+@dataclass(frozen=True)
+class GalleryRecord:
+    id: int
+    name: str
+    model: ModelInfo
+    dim: int
+    watchlist: bool
+    revision: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class PersonRecord:
+    id: int
+    gallery: str
+    external_id: str
+    display_name: str | None
+    metadata: dict[str, Any]
+    templates: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class TemplateRecord:
+    id: int
+    person_id: int
+    model_id: str
+    source_sha256: str
+    box: tuple[float, float, float, float]
+    quality: float
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class NewTemplate:
+    """A template about to be stored: one unit embedding and where it came from."""
+
+    embedding: FloatArray
+    source_sha256: str
+    box: tuple[float, float, float, float]
+    quality: float
+
+
+def _gallery_record(row: GalleryRow) -> GalleryRecord:
+    model = ModelInfo(name=row.model_name, version=row.model_version, sha256=row.model_sha256)
+    return GalleryRecord(row.id, row.name, model, row.dim, row.watchlist, row.revision, as_utc(row.created_at))
+
+
+def _template_record(row: TemplateRow) -> TemplateRecord:
+    x1, y1, x2, y2 = (float(v) for v in row.box)
+    return TemplateRecord(row.id, row.person_id, row.model_id, row.source_sha256, (x1, y1, x2, y2), row.quality,
+                          as_utc(row.created_at))
+
+
+def migrate(engine: Engine) -> None:
+    """Create or upgrade the schema to the newest Alembic revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(resources.files("visage.gallery").joinpath("migrations")))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def sqlite_url(data_dir: Path) -> str:
+    return f"sqlite:///{Path(data_dir) / 'visage.db'}"
+
+
+class SqlStore:
+    """Galleries, persons and templates. Thread-safe: each call uses its own session."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            if url.startswith("sqlite"):
+                path = url.split("///", 1)[-1]
+                if path and path != ":memory:":
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                self.engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+                event.listen(self.engine, "connect", _sqlite_pragmas)
+            else:
+                self.engine = create_engine(url, pool_pre_ping=True)
+            migrate(self.engine)
+        except (OperationalError, OSError) as exc:
+            raise StoreError(f"cannot open the database at {self._safe_url()}: {exc}") from None
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._sqlite_write_lock = threading.Lock() if url.startswith("sqlite") else None
+
+    def _safe_url(self) -> str:
+        """The URL without its password, for messages."""
+        if "@" in self.url and "://" in self.url:
+            scheme, rest = self.url.split("://", 1)
+            return f"{scheme}://***@{rest.split('@', 1)[1]}"
+        return self.url
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with self._sessions() as session:
+            yield session
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        """One transaction; SQLite writers are serialised in-process (the file lock does it across processes)."""
+        lock = self._sqlite_write_lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        finally:
+            if lock is not None:
+                lock.release()
+
+    # --- galleries -------------------------------------------------------------------------------
+
+    def create_gallery(self, name: str, model: ModelInfo, dim: int, *, watchlist: bool = False) -> GalleryRecord:
+        if not name.strip():
+            raise StoreError("a gallery name cannot be empty", code="invalid_name")
+        try:
+            with self._write() as session:
+                row = GalleryRow(name=name, model_id=model.id, model_name=model.name, model_version=model.version,
+                                 model_sha256=model.sha256, dim=dim, watchlist=watchlist, revision=0)
+                session.add(row)
+                session.flush()
+                return _gallery_record(row)
+        except IntegrityError:
+            raise ConflictError(f"a gallery named '{name}' already exists", code="gallery_exists") from None
+
+    def gallery(self, name: str) -> GalleryRecord:
+        with self._read() as session:
+            row = session.scalar(select(GalleryRow).where(GalleryRow.name == name))
+            if row is None:
+                raise NotFoundError(f"no gallery named '{name}'", code="gallery_not_found")
+            return _gallery_record(row)
+
+    def galleries(self) -> list[GalleryRecord]:
+        with self._read() as session:
+            return [_gallery_record(r) for r in session.scalars(select(GalleryRow).order_by(GalleryRow.name))]
+
+    def delete_gallery(self, name: str) -> GalleryRecord:
+        gallery = self.gallery(name)
+        with self._write() as session:
+            session.execute(delete(TemplateRow).where(TemplateRow.gallery_id == gallery.id))
+            session.execute(delete(PersonRow).where(PersonRow.gallery_id == gallery.id))
+            session.execute(delete(GalleryRow).where(GalleryRow.id == gallery.id))
+        return gallery
+
+    def set_watchlist(self, name: str, watchlist: bool) -> GalleryRecord:
+        gallery = self.gallery(name)
+        with self._write() as session:
+            session.execute(update(GalleryRow).where(GalleryRow.id == gallery.id).values(watchlist=watchlist))
+        return self.gallery(name)
+
+    # --- persons ---------------------------------------------------------------------------------
+
+    def _person_row(self, session: Session, gallery: GalleryRecord, external_id: str) -> PersonRow:
+        row = session.scalar(
+            select(PersonRow).where(PersonRow.gallery_id == gallery.id, PersonRow.external_id == external_id)
+        )
+        if row is None:
+            raise NotFoundError(f"no person '{external_id}' in gallery '{gallery.name}'", code="person_not_found")
+        return row
+
+    def _person_record(self, session: Session, gallery: GalleryRecord, row: PersonRow) -> PersonRecord:
+        count = session.scalar(select(func.count()).select_from(TemplateRow).where(TemplateRow.person_id == row.id))
+        return PersonRecord(row.id, gallery.name, row.external_id, row.display_name, dict(row.attributes or {}),
+                            int(count or 0), as_utc(row.created_at), as_utc(row.updated_at))
+
+    def person(self, gallery: GalleryRecord, external_id: str) -> PersonRecord:
+        with self._read() as session:
+            return self._person_record(session, gallery, self._person_row(session, gallery, external_id))
+
+    def persons_by_id(self, gallery: GalleryRecord, ids: Sequence[int]) -> dict[int, PersonRecord]:
+        with self._read() as session:
+            rows = session.scalars(select(PersonRow).where(PersonRow.gallery_id == gallery.id,
+                                                           PersonRow.id.in_(list(ids))))
+            return {row.id: self._person_record(session, gallery, row) for row in rows}
+
+    def persons(self, gallery: GalleryRecord, *, offset: int = 0, limit: int = 100) -> list[PersonRecord]:
+        with self._read() as session:
+            rows = session.scalars(select(PersonRow).where(PersonRow.gallery_id == gallery.id)
+                                   .order_by(PersonRow.external_id).offset(offset).limit(limit))
+            return [self._person_record(session, gallery, row) for row in rows]
+
+    def update_person(self, gallery: GalleryRecord, external_id: str, *, display_name: str | None = None,
+                      metadata: dict[str, Any] | None = None) -> PersonRecord:
+        with self._write() as session:
+            row = self._person_row(session, gallery, external_id)
+            if display_name is not None:
+                row.display_name = display_name
+            if metadata is not None:
+                row.attributes = metadata
+            row.updated_at = utcnow()
+            session.flush()
+            return self._person_record(session, gallery, row)
+
+    def enroll(self, gallery: GalleryRecord, external_id: str, templates: Sequence[NewTemplate], *,
+               display_name: str | None = None, metadata: dict[str, Any] | None = None,
+               create: bool = True) -> tuple[PersonRecord, list[int]]:
+        """Add templates to a person (created when ``create`` and missing), all or nothing; bumps the revision."""
+        if not external_id.strip():
+            raise StoreError("a person's external id cannot be empty", code="invalid_external_id")
+        for template in templates:
+            if template.embedding.shape != (gallery.dim,) or not np.all(np.isfinite(template.embedding)):
+                raise StoreError(f"template embedding must be {gallery.dim} finite floats", code="invalid_embedding")
+        with self._write() as session:
+            row = session.scalar(
+                select(PersonRow).where(PersonRow.gallery_id == gallery.id, PersonRow.external_id == external_id)
+            )
+            if row is None:
+                if not create:
+                    raise NotFoundError(f"no person '{external_id}' in gallery '{gallery.name}'",
+                                        code="person_not_found")
+                row = PersonRow(gallery_id=gallery.id, external_id=external_id, display_name=display_name,
+                                attributes=metadata or {})
+                session.add(row)
+                session.flush()
+            else:
+                if display_name is not None:
+                    row.display_name = display_name
+                if metadata is not None:
+                    row.attributes = metadata
+                row.updated_at = utcnow()
+            template_rows = [
+                TemplateRow(gallery_id=gallery.id, person_id=row.id, model_id=gallery.model.id,
+                            embedding=np.asarray(t.embedding, "<f4").tobytes(), source_sha256=t.source_sha256,
+                            box=[float(v) for v in t.box], quality=float(t.quality))
+                for t in templates
+            ]
+            session.add_all(template_rows)
+            if template_rows:
+                self._bump(session, gallery)
+            session.flush()
+            return self._person_record(session, gallery, row), [t.id for t in template_rows]
+
+    def erase_person(self, gallery: GalleryRecord, external_id: str) -> tuple[PersonRecord, list[int]]:
+        """Delete a person and every template; returns the removed template ids (for the index)."""
+        with self._write() as session:
+            row = self._person_row(session, gallery, external_id)
+            record = self._person_record(session, gallery, row)
+            ids = list(session.scalars(select(TemplateRow.id).where(TemplateRow.person_id == row.id)))
+            session.execute(delete(TemplateRow).where(TemplateRow.person_id == row.id))
+            session.delete(row)
+            self._bump(session, gallery)
+            return record, ids
+
+    # --- templates -------------------------------------------------------------------------------
+
+    def templates(self, gallery: GalleryRecord, external_id: str) -> list[TemplateRecord]:
+        with self._read() as session:
+            person = self._person_row(session, gallery, external_id)
+            rows = session.scalars(select(TemplateRow).where(TemplateRow.person_id == person.id)
+                                   .order_by(TemplateRow.id))
+            return [_template_record(r) for r in rows]
+
+    def delete_template(self, gallery: GalleryRecord, template_id: int) -> TemplateRecord:
+        with self._write() as session:
+            row = session.scalar(select(TemplateRow).where(TemplateRow.id == template_id,
+                                                           TemplateRow.gallery_id == gallery.id))
+            if row is None:
+                raise NotFoundError(f"no template {template_id} in gallery '{gallery.name}'",
+                                    code="template_not_found")
+            record = _template_record(row)
+            session.delete(row)
+            self._bump(session, gallery)
+            return record
+
+    def template_owners(self, gallery: GalleryRecord, template_ids: Sequence[int]) -> dict[int, int]:
+        """Template id → person id, for ids still present (a search may race with an erase)."""
+        with self._read() as session:
+            rows = session.execute(select(TemplateRow.id, TemplateRow.person_id).where(
+                TemplateRow.gallery_id == gallery.id, TemplateRow.id.in_([int(i) for i in template_ids])))
+            return {int(t): int(p) for t, p in rows}
+
+    def all_vectors(self, gallery: GalleryRecord, batch: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every template of a gallery as ``(ids, vectors)`` chunks, for rebuilding an index."""
+        last = 0
+        while True:
+            with self._read() as session:
+                rows = session.execute(
+                    select(TemplateRow.id, TemplateRow.embedding)
+                    .where(TemplateRow.gallery_id == gallery.id, TemplateRow.id > last)
+                    .order_by(TemplateRow.id).limit(batch)
+                ).all()
+            if not rows:
+                return
+            ids = np.array([r[0] for r in rows], np.int64)
+            vectors = np.frombuffer(b"".join(r[1] for r in rows), "<f4").reshape(len(rows), gallery.dim)
+            yield ids, vectors.astype(np.float32)
+            last = int(ids[-1])
+
+    def person_vectors(self, gallery: GalleryRecord, person_id: int) -> np.ndarray:
+        """``(n, dim)`` embeddings of one person's templates (for 1:1 verification, straight from SQL)."""
+        with self._read() as session:
+            blobs = list(session.scalars(select(TemplateRow.embedding).where(TemplateRow.person_id == person_id)))
+        if not blobs:
+            return np.zeros((0, gallery.dim), np.float32)
+        return np.frombuffer(b"".join(blobs), "<f4").reshape(len(blobs), gallery.dim).astype(np.float32)
+
+    def revision(self, gallery: GalleryRecord) -> int:
+        with self._read() as session:
+            value = session.scalar(select(GalleryRow.revision).where(GalleryRow.id == gallery.id))
+            if value is None:
+                raise NotFoundError(f"no gallery named '{gallery.name}'", code="gallery_not_found")
+            return int(value)
+
+    @staticmethod
+    def _bump(session: Session, gallery: GalleryRecord) -> None:
+        session.execute(update(GalleryRow).where(GalleryRow.id == gallery.id)
+                        .values(revision=GalleryRow.revision + 1))

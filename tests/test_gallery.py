@@ -1,0 +1,201 @@
+"""Galleries on SQLite + FAISS: enrol, verify, identify, erase, rebuild, bad input, concurrency."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from visage import FaceAnalyzer, Settings
+from visage.errors import ConflictError, EmbeddingError, NotFoundError, StoreError
+from visage.gallery.api import Gallery
+from visage.gallery.index_faiss import FaissIndex
+from visage.gallery.store_sql import NewTemplate, SqlStore
+from visage.types import ModelInfo
+
+
+@pytest.fixture()
+def gallery(tmp_path: Path, analyzer: FaceAnalyzer) -> Gallery:
+    settings = Settings(data_dir=tmp_path)
+    g = Gallery(settings, analyzer=analyzer)
+    g.create("staff")
+    return g
+
+
+def unit_vectors(count: int, dim: int = 128, seed: int = 0) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(count, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def enroll_vectors(g: Gallery, name: str, external_id: str, vectors: np.ndarray) -> None:
+    """Enrol raw vectors through the store, the way a migration from another system would."""
+    record = g.get(name)
+    templates = [NewTemplate(v, "0" * 64, (0.0, 0.0, 1.0, 1.0), 1.0) for v in vectors]
+    g.store.enroll(record, external_id, templates)
+
+
+def two_faces(face: np.ndarray) -> np.ndarray:
+    canvas = np.full((face.shape[0] + 40, face.shape[1] * 2 + 60, 3), 255, np.uint8)
+    canvas[20 : 20 + face.shape[0], 20 : 20 + face.shape[1]] = face
+    canvas[20 : 20 + face.shape[0], 40 + face.shape[1] : 40 + 2 * face.shape[1]] = face
+    return canvas
+
+
+def test_enrol_identify_verify_and_erase_with_a_real_face(gallery: Gallery, astronaut: np.ndarray,
+                                                          astronaut_face: np.ndarray) -> None:
+    result = gallery.enroll("staff", "eileen", [astronaut], display_name="Eileen Collins", metadata={"team": "sts"})
+    assert result.person is not None and result.person.templates == 1 and not result.rejected
+    assert gallery.person("staff", "eileen").metadata == {"team": "sts"}
+    template = gallery.templates("staff", "eileen")[0]
+    assert len(template.source_sha256) == 64 and template.model_id == gallery.analyzer.model.id
+
+    shifted = np.roll(astronaut, (9, -13), axis=(0, 1))
+    [match] = gallery.identify("staff", shifted)
+    assert match.candidates[0].external_id == "eileen" and match.candidates[0].same
+    assert match.operating_point == "fmr=1e-3" and 0 < match.threshold < 1
+    verdict = gallery.verify("staff", "eileen", astronaut_face)
+    assert verdict.same and verdict.similarity > verdict.threshold
+
+    gallery.erase("staff", "eileen")
+    assert gallery.identify("staff", astronaut)[0].candidates == []
+    with pytest.raises(NotFoundError):
+        gallery.person("staff", "eileen")
+
+
+def test_bad_images_are_rejected_with_reasons_and_the_rest_enrol(gallery: Gallery, astronaut: np.ndarray,
+                                                                 astronaut_face: np.ndarray, tmp_path: Path,
+                                                                 astronaut_bytes: bytes) -> None:
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    truncated = astronaut_bytes[:3000]
+    blank = np.full((200, 200, 3), 128, np.uint8)
+    result = gallery.enroll("staff", "eileen", [astronaut, empty, truncated, blank, two_faces(astronaut_face)])
+    assert result.person is not None and len(result.template_ids) == 1
+    assert [r.code for r in result.rejected] == ["empty_file", "truncated_image", "no_face", "several_faces"]
+    picked = gallery.enroll("staff", "eileen", [two_faces(astronaut_face)], face_index=1)
+    assert len(picked.template_ids) == 1 and gallery.person("staff", "eileen").templates == 2
+    nothing = gallery.enroll("staff", "ghost", [blank])
+    assert nothing.person is None
+    with pytest.raises(NotFoundError):
+        gallery.person("staff", "ghost")
+
+
+def test_identify_ranks_people_and_uses_every_template(gallery: Gallery) -> None:
+    people = unit_vectors(50, seed=1)
+    for i, vector in enumerate(people):
+        noisy = vector + 0.05 * unit_vectors(1, seed=100 + i)[0]
+        enroll_vectors(gallery, "staff", f"p{i:02d}", np.stack([vector, noisy / np.linalg.norm(noisy)]))
+    result = gallery.identify_embedding("staff", people[17] * 3.0, top_k=3)  # any scale: normalised
+    assert result.candidates[0].external_id == "p17" and len(result.candidates) == 3
+    assert result.candidates[0].similarity == pytest.approx(1.0, abs=1e-5) and result.candidates[0].same
+    assert not result.candidates[1].same  # random vectors are far apart
+    assert len({c.external_id for c in result.candidates}) == 3  # people, not templates
+
+
+def test_bad_embeddings_and_unknown_ids(gallery: Gallery) -> None:
+    with pytest.raises(EmbeddingError, match="128-d") as wrong:
+        gallery.identify_embedding("staff", np.ones(64))
+    assert wrong.value.code == "wrong_dimension"
+    for bad in (np.full(128, np.nan), np.zeros(128)):
+        with pytest.raises(EmbeddingError) as error:
+            gallery.identify_embedding("staff", bad)
+        assert error.value.code == "invalid_embedding"
+    with pytest.raises(NotFoundError) as missing:
+        gallery.identify_embedding("nowhere", unit_vectors(1)[0])
+    assert missing.value.code == "gallery_not_found"
+    with pytest.raises(NotFoundError):
+        gallery.erase("staff", "nobody")
+    with pytest.raises(ConflictError) as exists:
+        gallery.create("staff")
+    assert exists.value.code == "gallery_exists"
+    record = gallery.get("staff")
+    with pytest.raises(StoreError) as nan_template:
+        gallery.store.enroll(record, "x", [NewTemplate(np.full(128, np.nan, np.float32), "0" * 64, (0, 0, 1, 1), 1)])
+    assert nan_template.value.code == "invalid_embedding"
+    with pytest.raises(NotFoundError):
+        gallery.person("staff", "x")  # nothing stored half-way
+
+
+def test_gallery_refuses_another_model(tmp_path: Path, analyzer: FaceAnalyzer) -> None:
+    store = SqlStore(f"sqlite:///{tmp_path / 'v.db'}")
+    other = ModelInfo(name="someone_else", version="1", sha256="f" * 64)
+    store.create_gallery("foreign", other, 128)
+    g = Gallery(Settings(data_dir=tmp_path), analyzer=analyzer, store=store)
+    with pytest.raises(ConflictError) as error:
+        g.identify_embedding("foreign", unit_vectors(1)[0])
+    assert error.value.code == "model_mismatch"
+
+
+def test_index_is_rebuilt_when_stale_or_missing(tmp_path: Path, analyzer: FaceAnalyzer) -> None:
+    settings = Settings(data_dir=tmp_path)
+    first = Gallery(settings, analyzer=analyzer)
+    first.create("g")
+    vectors = unit_vectors(20, seed=3)
+    for i, v in enumerate(vectors):
+        enroll_vectors(first, "g", f"p{i}", v[None])  # SQL only: the index has not seen these
+    assert first.identify_embedding("g", vectors[4]).candidates[0].external_id == "p4"
+    first.erase("g", "p4")
+    first.close()
+    # a second process: the persisted index is current; then SQL changes behind its back
+    second = Gallery(settings, analyzer=analyzer)
+    enroll_vectors(second, "g", "late", vectors[4][None])
+    assert second.identify_embedding("g", vectors[4]).candidates[0].external_id == "late"
+    second.close()
+    for file in (tmp_path / "index").rglob("*"):
+        if file.is_file():
+            file.write_bytes(b"garbage")
+    third = Gallery(settings, analyzer=analyzer)
+    top = third.identify_embedding("g", vectors[7], top_k=50).candidates
+    assert top[0].external_id == "p7" and "p4" not in {c.external_id for c in top} and len(top) == 20
+
+
+def test_faiss_index_removal_and_persistence(tmp_path: Path) -> None:
+    index = FaissIndex(8, tmp_path / "i.index")
+    vectors = unit_vectors(10, dim=8)
+    index.add(np.arange(10, dtype=np.int64) + 100, vectors)
+    index.remove(np.array([103, 999], np.int64))
+    _, ids = index.search(vectors[3], 10)
+    assert 103 not in ids[0] and ids[0, -1] == -1 and len(index) == 9
+    index.revision = 7
+    index.save()
+    again = FaissIndex(8, tmp_path / "i.index")
+    assert again.revision == 7 and len(again) == 9
+    assert FaissIndex(16, tmp_path / "i.index").revision == -1  # wrong dimension: treated as stale
+
+
+def test_threads_enrol_and_identify_at_once(gallery: Gallery) -> None:
+    vectors = unit_vectors(80, seed=5)
+    errors: list[BaseException] = []
+
+    def enrol(rows: range) -> None:
+        try:
+            for i in rows:
+                enroll_vectors(gallery, "staff", f"t{i}", vectors[i][None])
+                if i % 10 == 9:
+                    gallery.delete_template("staff", gallery.templates("staff", f"t{i}")[0].id)
+        except BaseException as exc:  # collected and reported below
+            errors.append(exc)
+
+    def search() -> None:
+        try:
+            for i in range(40):
+                result = gallery.identify_embedding("staff", vectors[i], top_k=1)
+                assert all(c.external_id.startswith("t") for c in result.candidates)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=enrol, args=(range(k, 80, 4),)) for k in range(4)]
+    threads += [threading.Thread(target=search) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for i in range(80):
+        top = gallery.identify_embedding("staff", vectors[i], top_k=1).candidates
+        if i % 10 == 9:
+            assert not top or top[0].external_id != f"t{i}"  # its only template was deleted
+        else:
+            assert top[0].external_id == f"t{i}" and top[0].similarity == pytest.approx(1.0, abs=1e-5)
