@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -48,3 +50,37 @@ def astronaut(astronaut_bytes: bytes) -> np.ndarray:
 def astronaut_face(astronaut: np.ndarray) -> np.ndarray:
     """The astronaut's face with a margin (about 140x170 px)."""
     return astronaut[30:200, 160:300].copy()
+
+
+def postgres_admin_url() -> str | None:
+    """The PostgreSQL server for the tests: CI starts one (``.ci/postgres.sh``) and exports its URL."""
+    return os.environ.get("VISAGE_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database per test on each backend (PostgreSQL: a throw-away database on the server)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'visage.db'}"
+        return
+    admin = postgres_admin_url()
+    if admin is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must provide VISAGE_TEST_POSTGRES_URL (.ci/run starts PostgreSQL)")
+        pytest.skip("no PostgreSQL server: run .ci/postgres.sh and export VISAGE_TEST_POSTGRES_URL")
+    import sqlalchemy
+
+    name = f"visage_test_{uuid.uuid4().hex[:12]}"
+    engine = sqlalchemy.create_engine(admin, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    except sqlalchemy.exc.OperationalError as exc:
+        engine.dispose()
+        pytest.fail(f"PostgreSQL at {admin} is not reachable: {exc}")
+    try:
+        yield admin.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +18,15 @@ from visage.types import ModelInfo
 
 
 @pytest.fixture()
-def gallery(tmp_path: Path, analyzer: FaceAnalyzer) -> Gallery:
-    settings = Settings(data_dir=tmp_path)
-    g = Gallery(settings, analyzer=analyzer)
+def gallery(tmp_path: Path, analyzer: FaceAnalyzer, database_url: str) -> Iterator[Gallery]:
+    g = Gallery(settings_for(tmp_path, database_url), analyzer=analyzer)
     g.create("staff")
-    return g
+    yield g
+    g.close()
+
+
+def settings_for(data_dir: Path, database_url: str) -> Settings:
+    return Settings(data_dir=data_dir, gallery={"database_url": database_url})
 
 
 def unit_vectors(count: int, dim: int = 128, seed: int = 0) -> np.ndarray:
@@ -118,8 +123,8 @@ def test_bad_embeddings_and_unknown_ids(gallery: Gallery) -> None:
         gallery.person("staff", "x")  # nothing stored half-way
 
 
-def test_gallery_refuses_another_model(tmp_path: Path, analyzer: FaceAnalyzer) -> None:
-    store = SqlStore(f"sqlite:///{tmp_path / 'v.db'}")
+def test_gallery_refuses_another_model(tmp_path: Path, analyzer: FaceAnalyzer, database_url: str) -> None:
+    store = SqlStore(database_url)
     other = ModelInfo(name="someone_else", version="1", sha256="f" * 64)
     store.create_gallery("foreign", other, 128)
     g = Gallery(Settings(data_dir=tmp_path), analyzer=analyzer, store=store)
@@ -128,8 +133,8 @@ def test_gallery_refuses_another_model(tmp_path: Path, analyzer: FaceAnalyzer) -
     assert error.value.code == "model_mismatch"
 
 
-def test_index_is_rebuilt_when_stale_or_missing(tmp_path: Path, analyzer: FaceAnalyzer) -> None:
-    settings = Settings(data_dir=tmp_path)
+def test_index_is_rebuilt_when_stale_or_missing(tmp_path: Path, analyzer: FaceAnalyzer, database_url: str) -> None:
+    settings = settings_for(tmp_path, database_url)
     first = Gallery(settings, analyzer=analyzer)
     first.create("g")
     vectors = unit_vectors(20, seed=3)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -86,10 +87,14 @@ class PersonRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+# 64-bit template ids (hundreds of millions of templates); SQLite only auto-increments "INTEGER PRIMARY KEY".
+TemplateId = BigInteger().with_variant(Integer, "sqlite")
+
+
 class TemplateRow(Base):
     __tablename__ = "templates"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(TemplateId, primary_key=True)
     gallery_id: Mapped[int] = mapped_column(ForeignKey("galleries.id", ondelete="CASCADE"), index=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)

@@ -45,7 +45,7 @@ def upgrade() -> None:
     op.create_index("ix_persons_gallery_id", "persons", ["gallery_id"])
     op.create_table(
         "templates",
-        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
         sa.Column("gallery_id", sa.Integer, sa.ForeignKey("galleries.id", ondelete="CASCADE"), nullable=False),
         sa.Column("person_id", sa.Integer, sa.ForeignKey("persons.id", ondelete="CASCADE"), nullable=False),
         sa.Column("embedding", sa.LargeBinary, nullable=False),
