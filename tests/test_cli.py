@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from visage import FaceAnalyzer, Settings
+
 
 def visage(*args: str, check: bool = True, env_data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200"}
@@ -122,3 +124,37 @@ def test_gallery_commands_end_to_end(tmp_path: Path, astronaut_bytes: bytes) -> 
     assert duplicate.returncode == 2 and "gallery_exists" in duplicate.stderr and "Traceback" not in duplicate.stderr
     unknown = run("verify", "nowhere", "eileen", str(photo), check=False)
     assert unknown.returncode == 2 and "gallery_not_found" in unknown.stderr
+
+
+def test_enroll_dir_killed_midway_loses_nothing_it_reported(tmp_path: Path, astronaut_bytes: bytes,
+                                                             analyzer: FaceAnalyzer) -> None:
+    """SIGKILL in the middle of enroll-dir: every person reported enrolled is in SQL, and the index agrees."""
+    import signal
+
+    from visage.gallery import Gallery
+
+    people = tmp_path / "people"
+    for i in range(40):
+        (people / f"p{i:02d}").mkdir(parents=True)
+        (people / f"p{i:02d}" / "a.jpg").write_bytes(astronaut_bytes)
+    data = tmp_path / "data"
+    visage("gallery", "create", "staff", env_data_dir=data)
+    env = {**os.environ, "VISAGE_DATA_DIR": str(data)}
+    process = subprocess.Popen([sys.executable, "-m", "visage.cli", "enroll-dir", "staff", str(people)],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    assert process.stdout is not None
+    reported = []
+    for line in process.stdout:
+        if line.strip().endswith("template(s)"):
+            reported.append(line.split(":")[0])
+        if len(reported) == 5:
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL and len(reported) == 5
+
+    with Gallery(Settings(data_dir=data), analyzer=analyzer) as gallery:
+        stored = {p.external_id for p in gallery.persons("staff", limit=1000)}
+        assert set(reported) <= stored and len(stored) < 40
+        [face] = gallery.identify("staff", astronaut_bytes, top_k=1000)
+        assert {c.external_id for c in face.candidates} == stored  # the index holds exactly what SQL holds

@@ -142,6 +142,10 @@ def register(app: typer.Typer) -> None:
                 enrolled += result.person is not None
                 templates += len(result.template_ids)
                 rejected += [{"person": person_dir.name, "image": r.image, "code": r.code} for r in result.rejected]
+                if not as_json:  # one line per person as soon as it is committed
+                    state = f"enrolled, {len(result.template_ids)} template(s)" if result.person else "not enrolled"
+                    out.print(f"{person_dir.name}: {state}", markup=False)
+                    out.file.flush()
                 advance()
         summary = {"people": len(people), "enrolled": enrolled, "templates": templates, "rejected": rejected}
         if as_json:
