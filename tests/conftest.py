@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -57,10 +58,21 @@ def postgres_admin_url() -> str | None:
     return os.environ.get("VISAGE_TEST_POSTGRES_URL")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database per test on each backend (PostgreSQL: a throw-away database on the server)."""
-    if request.param == "sqlite":
+BACKENDS = [("sqlite", "faiss"), ("postgresql", "faiss"), ("sqlite", "milvus")]
+
+
+@pytest.fixture(params=BACKENDS, ids=["sqlite+faiss", "postgresql+faiss", "sqlite+milvus"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Gallery settings for each supported store + index pair, on fresh, empty storage."""
+    database, index = request.param
+    with _database(database, tmp_path) as url:
+        yield {"database_url": url, "index": index}
+
+
+@contextmanager
+def _database(kind: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database (PostgreSQL: a throw-away database on the test server)."""
+    if kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'visage.db'}"
         return
     admin = postgres_admin_url()

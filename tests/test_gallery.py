@@ -18,15 +18,15 @@ from visage.types import ModelInfo
 
 
 @pytest.fixture()
-def gallery(tmp_path: Path, analyzer: FaceAnalyzer, database_url: str) -> Iterator[Gallery]:
-    g = Gallery(settings_for(tmp_path, database_url), analyzer=analyzer)
+def gallery(tmp_path: Path, analyzer: FaceAnalyzer, backend: dict[str, str]) -> Iterator[Gallery]:
+    g = Gallery(settings_for(tmp_path, backend), analyzer=analyzer)
     g.create("staff")
     yield g
     g.close()
 
 
-def settings_for(data_dir: Path, database_url: str) -> Settings:
-    return Settings(data_dir=data_dir, gallery={"database_url": database_url})
+def settings_for(data_dir: Path, backend: dict[str, str]) -> Settings:
+    return Settings(data_dir=data_dir, gallery=backend)
 
 
 def unit_vectors(count: int, dim: int = 128, seed: int = 0) -> np.ndarray:
@@ -123,18 +123,19 @@ def test_bad_embeddings_and_unknown_ids(gallery: Gallery) -> None:
         gallery.person("staff", "x")  # nothing stored half-way
 
 
-def test_gallery_refuses_another_model(tmp_path: Path, analyzer: FaceAnalyzer, database_url: str) -> None:
-    store = SqlStore(database_url)
+def test_gallery_refuses_another_model(tmp_path: Path, analyzer: FaceAnalyzer, backend: dict[str, str]) -> None:
+    store = SqlStore(backend["database_url"])
     other = ModelInfo(name="someone_else", version="1", sha256="f" * 64)
     store.create_gallery("foreign", other, 128)
-    g = Gallery(Settings(data_dir=tmp_path), analyzer=analyzer, store=store)
+    g = Gallery(settings_for(tmp_path, backend), analyzer=analyzer, store=store)
     with pytest.raises(ConflictError) as error:
         g.identify_embedding("foreign", unit_vectors(1)[0])
     assert error.value.code == "model_mismatch"
 
 
-def test_index_is_rebuilt_when_stale_or_missing(tmp_path: Path, analyzer: FaceAnalyzer, database_url: str) -> None:
-    settings = settings_for(tmp_path, database_url)
+def test_index_is_rebuilt_when_stale_or_missing(tmp_path: Path, analyzer: FaceAnalyzer,
+                                                backend: dict[str, str]) -> None:
+    settings = settings_for(tmp_path, backend)
     first = Gallery(settings, analyzer=analyzer)
     first.create("g")
     vectors = unit_vectors(20, seed=3)

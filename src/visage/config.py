@@ -97,7 +97,12 @@ class GallerySettings(BaseModel):
         description="SQLAlchemy URL of the system of record; default: a SQLite file in data_dir. "
         "Production: postgresql+psycopg://user:password@host/db.",
     )
-    index: Literal["faiss"] = Field("faiss", description="Vector index backend.")
+    index: Literal["faiss", "milvus"] = Field(
+        "faiss", description="Vector index: FAISS in-process (default) or Milvus (milvus-lite file or a cluster)."
+    )
+    milvus_uri: str | None = Field(
+        None, description="Milvus URI: a local .db file (milvus-lite; default data_dir/milvus.db) or http://host:19530."
+    )
     operating_point: str = Field("fmr=1e-3", description="Default decision threshold: a named false-match rate.")
     scoring: Literal["max", "mean_best2"] = Field(
         "max", description="Person score from its templates' similarities: the best one, or the mean of the best two."

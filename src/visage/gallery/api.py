@@ -156,6 +156,8 @@ class Gallery:
         return self.store.galleries()
 
     def delete(self, name: str) -> GalleryRecord:
+        gallery = self.store.gallery(name)
+        self._slot(gallery).index.reset()  # vectors go with the gallery, whatever the backend
         gallery = self.store.delete_gallery(name)
         with self._slots_lock:
             self._slots.pop(gallery.id, None)
@@ -181,9 +183,17 @@ class Gallery:
         with self._slots_lock:
             slot = self._slots.get(gallery.id)
             if slot is None:
-                index = FaissIndex(gallery.dim, self._index_dir(gallery) / "faiss.index")
-                slot = self._slots[gallery.id] = _IndexSlot(index)
+                slot = self._slots[gallery.id] = _IndexSlot(self._open_index(gallery))
             return slot
+
+    def _open_index(self, gallery: GalleryRecord) -> VectorIndex:
+        settings = self.settings.gallery
+        if settings.index == "milvus":
+            from visage.gallery.index_milvus import MilvusIndex
+
+            uri = settings.milvus_uri or str(self.settings.data_dir / "milvus.db")
+            return MilvusIndex(gallery.dim, uri, f"visage_gallery_{gallery.id}")
+        return FaissIndex(gallery.dim, self._index_dir(gallery) / "faiss.index")
 
     def _fresh(self, gallery: GalleryRecord) -> _IndexSlot:
         """The gallery's index, rebuilt from SQL first if it does not reflect the current revision."""
@@ -329,7 +339,7 @@ class Gallery:
         """Per query, ``(person id, score)`` best first, from the templates' similarities."""
         slot = self._fresh(gallery)
         with slot.lock:
-            similarities, ids = slot.index.search(queries, min(len(slot.index), top_k * TEMPLATES_PER_CANDIDATE))
+            similarities, ids = slot.index.search(queries, top_k * TEMPLATES_PER_CANDIDATE)
         owners = self.store.template_owners(gallery, [int(i) for i in np.unique(ids) if i >= 0])
         results = []
         for row_similarities, row_ids in zip(similarities, ids, strict=True):

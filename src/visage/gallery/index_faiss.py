@@ -62,7 +62,10 @@ class FaissIndex:
         queries = np.ascontiguousarray(np.asarray(vectors, np.float32).reshape(-1, self.dim))
         if len(self) == 0 or k <= 0:
             return np.zeros((len(queries), max(k, 0)), np.float32), np.full((len(queries), max(k, 0)), -1, np.int64)
-        similarities, ids = self._index.search(queries, k)
+        found = min(k, len(self))
+        similarities = np.zeros((len(queries), k), np.float32)
+        ids = np.full((len(queries), k), -1, np.int64)
+        similarities[:, :found], ids[:, :found] = self._index.search(queries, found)
         return similarities, ids
 
     def reset(self) -> None:
