@@ -171,6 +171,29 @@ def test_faiss_index_removal_and_persistence(tmp_path: Path) -> None:
     assert FaissIndex(16, tmp_path / "i.index").revision == -1  # wrong dimension: treated as stale
 
 
+def test_faiss_switches_to_hnsw_and_tombstones_deletions(tmp_path: Path) -> None:
+    vectors = unit_vectors(3000, dim=32, seed=9)
+    index = FaissIndex(32, tmp_path / "h.index", hnsw_threshold=1000)
+    index.add(np.arange(800, dtype=np.int64), vectors[:800])
+    assert index.kind == "flat"
+    index.add(np.arange(800, 3000, dtype=np.int64), vectors[800:])
+    assert index.kind == "hnsw" and len(index) == 3000
+    _, ids = index.search(vectors[:200], 1)
+    assert np.mean(ids[:, 0] == np.arange(200)) >= 0.99  # each vector finds itself
+    index.remove(np.array([5, 6, 99_999], np.int64))  # an unknown id is ignored
+    assert len(index) == 2998
+    _, ids = index.search(vectors[5], 10)
+    assert 5 not in ids[0] and 6 not in ids[0] and (ids[0] >= 0).all()
+    index.revision = 3
+    index.save()
+    reloaded = FaissIndex(32, tmp_path / "h.index", hnsw_threshold=1000)
+    assert reloaded.kind == "hnsw" and len(reloaded) == 2998 and reloaded.revision == 3
+    assert 5 not in reloaded.search(vectors[5], 10)[1][0]
+    reloaded.remove(np.arange(100, 500, dtype=np.int64))  # past 10 % tombstones: compacted
+    assert len(reloaded) == 2598 and reloaded.kind == "hnsw" and not reloaded._tombstones
+    assert 300 not in reloaded.search(vectors[300], 5)[1][0]
+
+
 def test_threads_enrol_and_identify_at_once(gallery: Gallery) -> None:
     vectors = unit_vectors(80, seed=5)
     errors: list[BaseException] = []

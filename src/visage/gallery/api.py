@@ -193,7 +193,7 @@ class Gallery:
 
             uri = settings.milvus_uri or str(self.settings.data_dir / "milvus.db")
             return MilvusIndex(gallery.dim, uri, f"visage_gallery_{gallery.id}")
-        return FaissIndex(gallery.dim, self._index_dir(gallery) / "faiss.index")
+        return FaissIndex(gallery.dim, self._index_dir(gallery) / "faiss.index", hnsw_threshold=settings.hnsw_threshold)
 
     def _fresh(self, gallery: GalleryRecord) -> _IndexSlot:
         """The gallery's index, rebuilt from SQL first if it does not reflect the current revision."""
