@@ -18,6 +18,9 @@ from visage.errors import StoreError
 # Milvus caps a search's result count.
 MAX_LIMIT = 16_384
 REVISIONS = "visage_revisions"
+# Unflushed ("growing") rows are searched by brute force inside Milvus: 20k of them cost ~400 ms
+# per query in milvus-lite, ~22 ms once flushed. Bulk adds and checkpoints flush.
+FLUSH_ROWS = 1000
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
 
@@ -83,6 +86,8 @@ class MilvusIndex:
         rows = [{"id": int(i), "vector": v.tolist()} for i, v in zip(ids, np.asarray(vectors, np.float32), strict=True)]
         for start in range(0, len(rows), 10_000):
             self._c.insert(self.collection, rows[start : start + 10_000])
+        if len(rows) >= FLUSH_ROWS:
+            self._c.flush(self.collection)
 
     def remove(self, ids: np.ndarray) -> None:
         if len(ids):
@@ -109,4 +114,5 @@ class MilvusIndex:
         self.revision = -1
 
     def save(self) -> None:
+        self._c.flush(self.collection)
         self._c.upsert(REVISIONS, [{"collection": self.collection, "revision": self.revision, "unused": [0.0, 0.0]}])
