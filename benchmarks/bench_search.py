@@ -69,6 +69,8 @@ def main() -> None:
     parser.add_argument("--faiss", type=int, default=1_000_000)
     parser.add_argument("--milvus", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--ef-search", type=int, nargs="+", default=[128, 256, 512],
+                        help="HNSW efSearch values measured on the same build.")
     args = parser.parse_args()
     print(f"{'backend':<28} {'vectors':>9} {'build s':>9} {'RSS MB':>10} {'p50 ms':>8} {'p99 ms':>8} {'recall@1':>9}")
 
@@ -83,8 +85,11 @@ def main() -> None:
     build = time.perf_counter() - started
     memory = rss_mb() - baseline
     faiss.omp_set_num_threads(1)  # single queries: measure the latency one request sees
-    times, found = latencies(index.search, probes)
-    report(f"FAISS {index.kind}", len(vectors), build, f"+{memory:.0f}", times, float(np.mean(found == truth)))
+    for ef_search in args.ef_search if index.kind == "hnsw" else [0]:
+        index.set_search_effort(ef_search)
+        times, found = latencies(index.search, probes)
+        label = f"FAISS {index.kind}" + (f" ef={ef_search}" if ef_search else "")
+        report(label, len(vectors), build, f"+{memory:.0f}", times, float(np.mean(found == truth)))
     del index, vectors
 
     if args.milvus:

@@ -79,6 +79,11 @@ class FaissIndex:
         self._tombstones = {int(i) for i in meta.get("tombstones", [])}
         self.revision = int(meta["revision"])
 
+    def set_search_effort(self, ef_search: int) -> None:
+        """HNSW's efSearch: higher finds the true nearest neighbour more often, at more cost (no-op when flat)."""
+        if self._is_hnsw(self._index):
+            _unwrap(self._index)[1].hnsw.efSearch = ef_search
+
     def __len__(self) -> int:
         return int(self._index.ntotal) - len(self._tombstones)
 
