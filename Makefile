@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 BENCH_VENV := .venv-bench
 
-.PHONY: run test lint bench bench-env clean
+.PHONY: run test lint bench bench-identify bench-env clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ bench-env: $(BENCH_VENV)/.installed
 
 bench: $(VENV)/.installed bench-env
 	$(BIN)/python benchmarks/bench_pipeline.py --peer-python $(BENCH_VENV)/bin/python
+
+bench-identify: $(VENV)/.installed bench-env
+	$(BIN)/python benchmarks/bench_identify.py --peer-python $(BENCH_VENV)/bin/python
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) build src/*.egg-info

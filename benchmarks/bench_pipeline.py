@@ -13,29 +13,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from peer import run_peer
 from visage.config import EmbeddingSettings, Settings
 from visage.eval.metrics import auc, kfold_accuracy
 from visage.eval.pairs import evaluate_pairs, read_pairs
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw-view1"
-
-
-def run_peer(peer_python: str, images: list[Path], workers: int) -> tuple[dict[Path, np.ndarray], int, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        listing, output = Path(tmp) / "images.txt", Path(tmp) / "peer.npz"
-        listing.write_text("\n".join(str(p) for p in images))
-        subprocess.run([peer_python, str(Path(__file__).with_name("peer_face_recognition.py")), str(listing),
-                        str(output), str(workers)], check=True)
-        data = np.load(output)
-        embeddings = dict(zip(images, data["embeddings"], strict=True))
-        return embeddings, int(data["misses"].sum()), float(data["seconds"])
 
 
 def main() -> None:

@@ -99,6 +99,42 @@ def test_identify_ranks_people_and_uses_every_template(gallery: Gallery) -> None
     assert len({c.external_id for c in result.candidates}) == 3  # people, not templates
 
 
+def test_enrol_templates_normalises_and_checks_vectors(gallery: Gallery) -> None:
+    vectors = unit_vectors(3, seed=4)
+    result = gallery.enroll_templates("staff", "imported", [NewTemplate(v * 7.0, "a" * 64, (0, 0, 1, 1), 0.8)
+                                                            for v in vectors[:2]])
+    assert result.person is not None and result.person.templates == 2 and len(result.template_ids) == 2
+    stored = gallery.store.person_vectors(gallery.get("staff"), result.person.id)
+    assert np.allclose(np.linalg.norm(stored, axis=1), 1.0, atol=1e-5)
+    assert gallery.identify_embedding("staff", vectors[1]).candidates[0].external_id == "imported"
+    for bad, code in ((np.ones(64), "wrong_dimension"), (np.zeros(128), "invalid_embedding")):
+        with pytest.raises(EmbeddingError) as error:
+            gallery.enroll_templates("staff", "broken", [NewTemplate(vectors[2], "b" * 64, (0, 0, 1, 1), 1.0),
+                                                         NewTemplate(bad, "c" * 64, (0, 0, 1, 1), 1.0)])
+        assert error.value.code == code
+    with pytest.raises(NotFoundError):
+        gallery.person("staff", "broken")  # one bad vector: nothing of that call is stored
+    with pytest.raises(EmbeddingError):
+        gallery.enroll_templates("staff", "empty", [])
+
+
+@pytest.mark.parametrize(("scoring", "winner"), [("max", "one_lucky_match"), ("mean_best2", "two_good_matches")])
+def test_person_scoring_rule_decides_between_template_sets(tmp_path: Path, analyzer: FaceAnalyzer,
+                                                            scoring: str, winner: str) -> None:
+    settings = Settings(data_dir=tmp_path, gallery={"scoring": scoring})
+    basis = np.eye(128, dtype=np.float32)
+    query = basis[0]
+    near = lambda cos, axis: cos * basis[0] + np.sqrt(1 - cos**2) * basis[axis]  # noqa: E731
+    with Gallery(settings, analyzer=analyzer) as g:
+        g.create("g")
+        enroll_vectors(g, "g", "one_lucky_match", np.stack([near(0.95, 1), near(0.10, 2)]))
+        enroll_vectors(g, "g", "two_good_matches", np.stack([near(0.90, 3), near(0.90, 4)]))
+        top = g.identify_embedding("g", query).candidates
+    assert top[0].external_id == winner
+    expected = {"max": 0.95, "mean_best2": 0.90}[scoring]
+    assert top[0].similarity == pytest.approx(expected, abs=1e-5)
+
+
 def test_bad_embeddings_and_unknown_ids(gallery: Gallery) -> None:
     with pytest.raises(EmbeddingError, match="128-d") as wrong:
         gallery.identify_embedding("staff", np.ones(64))

@@ -105,6 +105,18 @@ def source_sha256(source: ImageSource) -> str:
     return hashlib.sha256(np.ascontiguousarray(source).tobytes()).hexdigest()
 
 
+def unit_vector(gallery: GalleryRecord, embedding: np.ndarray) -> FloatArray:
+    """``embedding`` as a unit float32 vector of the gallery's size, or a clear error."""
+    vector = np.asarray(embedding, dtype=np.float64).ravel()
+    if vector.shape != (gallery.dim,):
+        raise EmbeddingError(f"gallery '{gallery.name}' holds {gallery.dim}-d embeddings, got {vector.size} values",
+                             code="wrong_dimension")
+    norm = float(np.linalg.norm(vector)) if np.all(np.isfinite(vector)) else float("nan")
+    if not np.isfinite(norm) or norm == 0:
+        raise EmbeddingError("the embedding must be finite and non-zero", code="invalid_embedding")
+    return (vector / norm).astype(np.float32)
+
+
 class Gallery:
     """Galleries of enrolled people in one database, with their vector indexes. Thread-safe."""
 
@@ -284,14 +296,41 @@ class Gallery:
                 rejected.append(outcome)
         if not accepted:
             return Enrollment(None, [], rejected)
+        person, ids = self._store_templates(gallery, external_id, accepted, display_name, metadata)
+        return Enrollment(person, ids, rejected)
+
+    def enroll_templates(
+        self,
+        gallery_name: str,
+        external_id: str,
+        templates: Sequence[NewTemplate],
+        *,
+        display_name: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Enrollment:
+        """Enrol embeddings computed elsewhere (an import, or an evaluation that picks faces itself).
+
+        The caller vouches that they come from the gallery's model; their size is checked and
+        they are normalised here. No quality gate applies: ``quality`` is stored as given.
+        """
+        gallery = self._bound(gallery_name)
+        if not templates:
+            raise EmbeddingError("no templates to enrol", code="no_templates")
+        checked = [NewTemplate(unit_vector(gallery, t.embedding), t.source_sha256, t.box, t.quality)
+                   for t in templates]
+        person, ids = self._store_templates(gallery, external_id, checked, display_name, metadata)
+        return Enrollment(person, ids, [])
+
+    def _store_templates(self, gallery: GalleryRecord, external_id: str, templates: Sequence[NewTemplate],
+                         display_name: str | None, metadata: dict[str, Any] | None) -> tuple[PersonRecord, list[int]]:
         slot = self._fresh(gallery)
         with slot.lock:
             before = self.store.revision(gallery)
-            person, ids = self.store.enroll(gallery, external_id, accepted, display_name=display_name,
+            person, ids = self.store.enroll(gallery, external_id, templates, display_name=display_name,
                                             metadata=metadata)
-            vectors = np.stack([t.embedding for t in accepted]).astype(np.float32)
+            vectors = np.stack([t.embedding for t in templates]).astype(np.float32)
             self._after_write(gallery, slot, (np.array(ids, np.int64), vectors), None, before)
-        return Enrollment(person, ids, rejected)
+        return person, ids
 
     # --- people and templates --------------------------------------------------------------------
 
@@ -382,15 +421,8 @@ class Gallery:
                            operating_point: str | None = None) -> Identification:
         """Candidates for a raw embedding made by the gallery's model (normalised here)."""
         gallery = self._bound(gallery_name)
-        vector = np.asarray(embedding, dtype=np.float64).ravel()
-        if vector.shape != (gallery.dim,):
-            raise EmbeddingError(f"gallery '{gallery.name}' holds {gallery.dim}-d embeddings, got {vector.size} values",
-                                 code="wrong_dimension")
-        norm = float(np.linalg.norm(vector)) if np.all(np.isfinite(vector)) else float("nan")
-        if not np.isfinite(norm) or norm == 0:
-            raise EmbeddingError("the embedding must be finite and non-zero", code="invalid_embedding")
+        query = unit_vector(gallery, embedding)[None]
         threshold, point = self._threshold(operating_point)
-        query = (vector / norm).astype(np.float32)[None]
         candidates = self._candidates(gallery, query, top_k or self.settings.gallery.top_k, threshold)[0]
         return Identification(None, candidates, threshold, point)
 
