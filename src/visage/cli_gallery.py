@@ -18,7 +18,12 @@ person_app = typer.Typer(help="List, show and erase enrolled people.", no_args_i
 GalleryArg = Annotated[str, typer.Argument(help="Gallery name.")]
 PersonArg = Annotated[str, typer.Argument(help="The person's external id (unique in the gallery).")]
 OperatingPointOption = Annotated[
-    str | None, typer.Option(help="Named false-match rate, e.g. fmr=1e-4 (default: the gallery setting, fmr=1e-3).")
+    str | None, typer.Option(help="False-match rate per comparison, e.g. fmr=1e-4 (default: the setting, fmr=1e-3).")
+]
+IdentifyPointOption = Annotated[
+    str | None,
+    typer.Option("--operating-point", help="fpir=R: rate at which someone not enrolled gets a false match (default "
+                 "fpir=1e-2, scaled by the gallery's size), or fmr=R per comparison."),
 ]
 
 
@@ -48,7 +53,7 @@ def enrollment_dict(e: Enrollment) -> dict[str, Any]:
 
 def identification_dict(image: str, i: Identification) -> dict[str, Any]:
     return {"image": image, "box": [round(float(v), 1) for v in i.face.box] if i.face else None,
-            "threshold": i.threshold, "operating_point": i.operating_point,
+            "threshold": i.threshold, "operating_point": i.operating_point, "fmr": i.fmr, "clamped": i.clamped,
             "candidates": [{"external_id": c.external_id, "display_name": c.display_name,
                             "similarity": round(c.similarity, 5), "same": c.same} for c in i.candidates]}
 
@@ -161,7 +166,7 @@ def register(app: typer.Typer) -> None:
         gallery: GalleryArg,
         images: Annotated[list[Path], typer.Argument(help="Images whose faces to identify.")],
         top_k: Annotated[int | None, typer.Option(help="Candidates per face.")] = None,
-        operating_point: OperatingPointOption = None,
+        operating_point: IdentifyPointOption = None,
         as_json: JsonOption = False,
     ) -> None:
         """Who is in these images? Every face with its best candidates."""
@@ -179,6 +184,11 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(rows)
             return
+        clamped = next((row for row in rows if row.get("clamped")), None)
+        if clamped:
+            err.print(f"warning: {clamped['operating_point']} needs a lower false-match rate than calibrated for a "
+                      f"gallery this large; using fmr={clamped['fmr']:g} (false matches will be more frequent)",
+                      markup=False)
         for row in rows:
             if "error" in row:
                 err.print(f"{row['image']}: error [{row['error']['code']}] {row['error']['message']}", markup=False)

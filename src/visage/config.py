@@ -106,9 +106,18 @@ class GallerySettings(BaseModel):
     milvus_uri: str | None = Field(
         None, description="Milvus URI: a local .db file (milvus-lite; default data_dir/milvus.db) or http://host:19530."
     )
-    operating_point: str = Field("fmr=1e-3", description="Default decision threshold: a named false-match rate.")
+    operating_point: str = Field(
+        "fmr=1e-3", description="Verification (1:1) decision: a false-match rate per comparison."
+    )
+    identify_operating_point: str = Field(
+        "fpir=1e-2",
+        description="Identification (1:N) decision: the rate at which a search by someone not enrolled returns a "
+        "false match (fpir=R, turned into FMR = R / people in the gallery), or a per-comparison fmr=R.",
+    )
     scoring: Literal["max", "mean_best2"] = Field(
-        "max", description="Person score from its templates' similarities: the best one, or the mean of the best two."
+        "mean_best2",
+        description="Person score from its templates' similarities: the best one, or the mean of the best two "
+        "(measured better on LFW View 1 DevTrain by benchmarks/bench_identify.py).",
     )
     min_quality: float = Field(0.3, ge=0, le=1, description="Enrolment gate on the face quality score.")
     top_k: int = Field(5, ge=1, le=1000, description="Candidates returned per face by identify.")

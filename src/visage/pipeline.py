@@ -23,7 +23,7 @@ from visage.align import landmarks_in_box
 from visage.config import Settings
 from visage.errors import EmbeddingError, NoFaceError, VisageError
 from visage.io.image import ImageSource, load_image
-from visage.model_cards import threshold_for
+from visage.model_cards import Threshold, threshold_for
 from visage.models.base import Detections, Detector, Embedder, embed_views
 from visage.models.registry import build_models
 from visage.quality import assess
@@ -153,11 +153,14 @@ class FaceAnalyzer:
         )
 
     def threshold(self, operating_point: str | None = None) -> float:
-        """Similarity threshold of a named operating point for this analyzer's model and flip setting."""
+        """Similarity threshold of an operating point for this analyzer's model and augmentation."""
+        return self.decision_threshold(operating_point).value
+
+    def decision_threshold(self, operating_point: str | None = None, *, candidates: int = 1) -> Threshold:
+        """The threshold with what it stands for; ``candidates``: people a 1:N search compares against."""
         embedding = self.settings.embedding
-        return threshold_for(
-            self.model, embedding.flip, embedding.views, operating_point or self.settings.operating_point
-        )
+        return threshold_for(self.model, embedding.flip, embedding.views,
+                             operating_point or self.settings.operating_point, candidates=candidates)
 
     def verify(
         self,

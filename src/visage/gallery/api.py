@@ -33,6 +33,7 @@ from visage.gallery.store_sql import (
     sqlite_url,
 )
 from visage.io.image import ImageSource
+from visage.model_cards import Threshold
 from visage.pipeline import FaceAnalyzer
 from visage.types import Face, FloatArray, Verification
 
@@ -72,12 +73,19 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Identification:
-    """The candidates for one face, best first, with the threshold that decided ``same``."""
+    """The candidates for one face, best first, with the threshold that decided ``same``.
+
+    ``fmr`` is the per-comparison false-match rate the threshold stands for; with an FPIR
+    operating point it is the FPIR divided by the gallery's people, and ``clamped`` says the
+    gallery is too large for the calibration to reach it (the FPIR is then above target).
+    """
 
     face: Face | None
     candidates: list[Candidate]
     threshold: float
     operating_point: str
+    fmr: float | None = None
+    clamped: bool = False
 
 
 @dataclass
@@ -117,6 +125,11 @@ def unit_vector(gallery: GalleryRecord, embedding: np.ndarray) -> FloatArray:
     return (vector / norm).astype(np.float32)
 
 
+def identification(face: Face | None, candidates: list[Candidate], threshold: Threshold) -> Identification:
+    return Identification(face, candidates, threshold.value, threshold.operating_point, threshold.fmr,
+                          threshold.clamped)
+
+
 class Gallery:
     """Galleries of enrolled people in one database, with their vector indexes. Thread-safe."""
 
@@ -132,6 +145,7 @@ class Gallery:
         self._analyzer_lock = threading.Lock()
         self.store = store or SqlStore(self.settings.gallery.database_url or sqlite_url(self.settings.data_dir))
         self._slots: dict[int, _IndexSlot] = {}
+        self._people: dict[int, tuple[int, int]] = {}  # gallery id -> (revision, people)
         self._slots_lock = threading.Lock()
 
     @property
@@ -370,9 +384,20 @@ class Gallery:
 
     # --- matching --------------------------------------------------------------------------------
 
-    def _threshold(self, operating_point: str | None) -> tuple[float, str]:
-        point = operating_point or self.settings.gallery.operating_point
-        return self.analyzer.threshold(point), point
+    def _verify_threshold(self, operating_point: str | None) -> Threshold:
+        return self.analyzer.decision_threshold(operating_point or self.settings.gallery.operating_point)
+
+    def _identify_threshold(self, gallery: GalleryRecord, operating_point: str | None) -> Threshold:
+        """An FPIR target depends on how many people a search can falsely match: counted per revision."""
+        revision = self.store.revision(gallery)
+        with self._slots_lock:
+            cached = self._people.get(gallery.id)
+        if cached is None or cached[0] != revision:
+            cached = (revision, self.store.person_count(gallery))
+            with self._slots_lock:
+                self._people[gallery.id] = cached
+        return self.analyzer.decision_threshold(operating_point or self.settings.gallery.identify_operating_point,
+                                                candidates=cached[1])
 
     def _person_scores(self, gallery: GalleryRecord, queries: FloatArray, top_k: int) -> list[list[tuple[int, float]]]:
         """Per query, ``(person id, score)`` best first, from the templates' similarities."""
@@ -410,34 +435,35 @@ class Gallery:
                  operating_point: str | None = None) -> list[Identification]:
         """Every face in the image with its top-k enrolled candidates."""
         gallery = self._bound(gallery_name)
-        threshold, point = self._threshold(operating_point)
+        threshold = self._identify_threshold(gallery, operating_point)
         faces = self.analyzer.analyze(image)
         if len(faces) == 0 or faces.embeddings is None:
             return []
-        per_face = self._candidates(gallery, faces.embeddings, top_k or self.settings.gallery.top_k, threshold)
-        return [Identification(faces[i], c, threshold, point) for i, c in enumerate(per_face)]
+        per_face = self._candidates(gallery, faces.embeddings, top_k or self.settings.gallery.top_k, threshold.value)
+        return [identification(faces[i], c, threshold) for i, c in enumerate(per_face)]
 
     def identify_embedding(self, gallery_name: str, embedding: np.ndarray, *, top_k: int | None = None,
                            operating_point: str | None = None) -> Identification:
         """Candidates for a raw embedding made by the gallery's model (normalised here)."""
         gallery = self._bound(gallery_name)
         query = unit_vector(gallery, embedding)[None]
-        threshold, point = self._threshold(operating_point)
-        candidates = self._candidates(gallery, query, top_k or self.settings.gallery.top_k, threshold)[0]
-        return Identification(None, candidates, threshold, point)
+        threshold = self._identify_threshold(gallery, operating_point)
+        candidates = self._candidates(gallery, query, top_k or self.settings.gallery.top_k, threshold.value)[0]
+        return identification(None, candidates, threshold)
 
     def verify(self, gallery_name: str, external_id: str, image: ImageSource, *,
                operating_point: str | None = None) -> Verification:
         """1:1: is the largest face of ``image`` this enrolled person?"""
         gallery = self._bound(gallery_name)
         person = self.store.person(gallery, external_id)
-        threshold, point = self._threshold(operating_point)
+        threshold = self._verify_threshold(operating_point)
         faces = self.analyzer.analyze(image, faces="largest")
         if len(faces) == 0 or faces.embeddings is None:
             raise NoFaceError("no face found in the image")
         similarities = self._person_template_similarities(gallery, person, faces.embeddings[0])
         score = self._score(similarities)
-        return Verification(same=score >= threshold, similarity=score, threshold=threshold, operating_point=point)
+        return Verification(same=score >= threshold.value, similarity=score, threshold=threshold.value,
+                            operating_point=threshold.operating_point)
 
     def _person_template_similarities(self, gallery: GalleryRecord, person: PersonRecord,
                                       query: FloatArray) -> list[float]:

@@ -304,6 +304,13 @@ class SqlStore:
                                    .order_by(PersonRow.external_id).offset(offset).limit(limit))
             return [self._person_record(session, gallery, row) for row in rows]
 
+    def person_count(self, gallery: GalleryRecord) -> int:
+        """People enrolled in the gallery (each one a chance of a false match in a 1:N search)."""
+        with self._read() as session:
+            count = session.scalar(select(func.count()).select_from(PersonRow)
+                                   .where(PersonRow.gallery_id == gallery.id))
+            return int(count or 0)
+
     def update_person(self, gallery: GalleryRecord, external_id: str, *, display_name: str | None = None,
                       metadata: dict[str, Any] | None = None) -> PersonRecord:
         with self._write() as session:
