@@ -123,6 +123,20 @@ class GallerySettings(BaseModel):
     top_k: int = Field(5, ge=1, le=1000, description="Candidates returned per face by identify.")
 
 
+class ServiceSettings(BaseModel):
+    """The REST service and console (``visage serve``)."""
+
+    model_config = {"extra": "forbid"}
+
+    host: str = Field("127.0.0.1", description="Address to listen on; loopback unless you put it behind a proxy.")
+    port: int = Field(8000, ge=1, le=65535)
+    max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0, description="Largest request body (413 above it).")
+    max_pixels: int = Field(40_000_000, gt=0, description="Largest uploaded image in pixels (413 above it).")
+    rate_limit_per_minute: int = Field(600, ge=1, description="Requests per minute per API key (429 above it).")
+    request_timeout_s: float = Field(60.0, gt=0, description="A request still running after this gets 504.")
+    max_page_size: int = Field(500, ge=1, description="Largest ``limit`` a list request may ask for.")
+
+
 class Settings(BaseSettings):
     """Everything a ``FaceAnalyzer`` (and later the gallery and service) needs."""
 
@@ -138,6 +152,7 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = EmbeddingSettings()
     quality: QualitySettings = QualitySettings()
     gallery: GallerySettings = GallerySettings()
+    service: ServiceSettings = ServiceSettings()
     operating_point: str = Field(
         "accuracy", description="Named decision threshold from the model card used by verify()."
     )

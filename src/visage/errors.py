@@ -75,3 +75,9 @@ class ConflictError(VisageError):
     """A name or external id that already exists, or a model that does not match the gallery's."""
 
     code = "conflict"
+
+
+class InvalidInputError(VisageError):
+    """A value given by the caller is invalid: a name, a scope, a page size, a filter."""
+
+    code = "invalid_input"

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from visage.config import Settings
-from visage.errors import ConflictError, EmbeddingError, NoFaceError, VisageError
+from visage.db import sqlite_url
+from visage.errors import ConflictError, EmbeddingError, InvalidInputError, NoFaceError, VisageError
 from visage.gallery.index import VectorIndex
 from visage.gallery.index_faiss import FaissIndex
 from visage.gallery.store_sql import (
@@ -30,7 +31,6 @@ from visage.gallery.store_sql import (
     PersonRecord,
     SqlStore,
     TemplateRecord,
-    sqlite_url,
 )
 from visage.io.image import ImageSource
 from visage.model_cards import Threshold
@@ -262,8 +262,7 @@ class Gallery:
 
     # --- enrolment -------------------------------------------------------------------------------
 
-    def _template_from(self, source: ImageSource, face_index: int | None) -> NewTemplate | Rejection:
-        label = source_label(source)
+    def _template_from(self, source: ImageSource, face_index: int | None, label: str) -> NewTemplate | Rejection:
         try:
             faces = self.analyzer.analyze(source)
             digest = source_sha256(source)
@@ -297,13 +296,20 @@ class Gallery:
         display_name: str | None = None,
         metadata: dict[str, Any] | None = None,
         face_index: int | None = None,
+        labels: Sequence[str] | None = None,
     ) -> Enrollment:
-        """Add a template per acceptable image (one face passing the quality gate); the others are reported."""
+        """Add a template per acceptable image (one face passing the quality gate); the others are reported.
+
+        ``labels`` name the images in rejections (e.g. upload file names); by default, their paths.
+        """
         gallery = self._bound(gallery_name)
+        if labels is not None and len(labels) != len(images):
+            raise InvalidInputError(f"{len(labels)} labels for {len(images)} images", code="labels_mismatch")
         accepted: list[NewTemplate] = []
         rejected: list[Rejection] = []
-        for source in images:
-            outcome = self._template_from(source, face_index)
+        for position, source in enumerate(images):
+            label = labels[position] if labels is not None else source_label(source)
+            outcome = self._template_from(source, face_index, label)
             if isinstance(outcome, NewTemplate):
                 accepted.append(outcome)
             else:

@@ -3,18 +3,14 @@
 The SQL store is the source of truth; vector indexes are caches rebuilt from it. Every change
 to a gallery's templates bumps that gallery's ``revision`` in the same transaction, so an index
 that remembers the revision it reflects knows when it is stale. The schema is created and
-upgraded by Alembic migrations shipped in ``visage/gallery/migrations``.
+upgraded by the Alembic migrations in ``visage/migrations`` (see :mod:`visage.db`).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from importlib import resources
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -29,32 +25,17 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
-    create_engine,
     delete,
-    event,
     func,
     select,
     update,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from visage.db import Base, Database, as_utc, utcnow
 from visage.errors import ConflictError, NotFoundError, StoreError
 from visage.types import FloatArray, ModelInfo
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def as_utc(moment: datetime) -> datetime:
-    """SQLite drops the zone of stored times; every time Visage stores is UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-class Base(DeclarativeBase):
-    pass
 
 
 class GalleryRow(Base):
@@ -160,78 +141,16 @@ def _template_record(row: TemplateRow) -> TemplateRecord:
                           as_utc(row.created_at))
 
 
-def migrate(engine: Engine) -> None:
-    """Create or upgrade the schema to the newest Alembic revision."""
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(resources.files("visage.gallery").joinpath("migrations")))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
-
-
-def sqlite_url(data_dir: Path) -> str:
-    return f"sqlite:///{Path(data_dir) / 'visage.db'}"
-
-
 class SqlStore:
     """Galleries, persons and templates. Thread-safe: each call uses its own session."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        try:
-            if url.startswith("sqlite"):
-                path = url.split("///", 1)[-1]
-                if path and path != ":memory:":
-                    Path(path).parent.mkdir(parents=True, exist_ok=True)
-                self.engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-                event.listen(self.engine, "connect", _sqlite_pragmas)
-            else:
-                self.engine = create_engine(url, pool_pre_ping=True)
-            migrate(self.engine)
-        except (OperationalError, OSError) as exc:
-            raise StoreError(f"cannot open the database at {self._safe_url()}: {exc}") from None
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._sqlite_write_lock = threading.Lock() if url.startswith("sqlite") else None
-
-    def _safe_url(self) -> str:
-        """The URL without its password, for messages."""
-        if "@" in self.url and "://" in self.url:
-            scheme, rest = self.url.split("://", 1)
-            return f"{scheme}://***@{rest.split('@', 1)[1]}"
-        return self.url
+    def __init__(self, database: Database | str) -> None:
+        self.db = database if isinstance(database, Database) else Database(database)
+        self._read = self.db.read
+        self._write = self.db.write
 
     def close(self) -> None:
-        self.engine.dispose()
-
-    @contextmanager
-    def _read(self) -> Iterator[Session]:
-        with self._sessions() as session:
-            yield session
-
-    @contextmanager
-    def _write(self) -> Iterator[Session]:
-        """One transaction; SQLite writers are serialised in-process (the file lock does it across processes)."""
-        lock = self._sqlite_write_lock
-        if lock is not None:
-            lock.acquire()
-        try:
-            with self._sessions() as session, session.begin():
-                yield session
-        finally:
-            if lock is not None:
-                lock.release()
+        self.db.close()
 
     # --- galleries -------------------------------------------------------------------------------
 

@@ -1,10 +1,10 @@
-"""Alembic environment: runs on the connection handed over by :func:`visage.gallery.store_sql.migrate`."""
+"""Alembic environment: runs on the connection handed over by :func:`visage.db.migrate`."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from visage.gallery.store_sql import Base
+from visage.db import Base
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)

@@ -1,0 +1,113 @@
+"""The one SQL database behind Visage: engine, sessions and schema migrations.
+
+Galleries (``gallery/store_sql.py``), API keys (``api/keys.py``) and the audit log
+(``privacy/audit.py``) keep their tables in the same database so that one URL configures
+everything and one transaction can span them. SQLite (the default, a file in the data dir)
+runs in WAL mode with a busy timeout, and writers in one process are serialised by a lock
+(SQLite's own file lock does it across processes); PostgreSQL needs neither. The schema is
+created and upgraded by the Alembic migrations shipped in ``visage/migrations``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from visage.errors import StoreError
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite drops the zone of stored times; every time Visage stores is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def sqlite_url(data_dir: Path) -> str:
+    return f"sqlite:///{Path(data_dir) / 'visage.db'}"
+
+
+def migrate(engine: Any) -> None:
+    """Create or upgrade the schema to the newest Alembic revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(resources.files("visage").joinpath("migrations")))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class Database:
+    """An engine on ``url`` with the schema migrated to the newest revision. Thread-safe."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        try:
+            if self.is_sqlite:
+                path = url.split("///", 1)[-1]
+                if path and path != ":memory:":
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                self.engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+                event.listen(self.engine, "connect", _sqlite_pragmas)
+            else:
+                self.engine = create_engine(url, pool_pre_ping=True)
+            migrate(self.engine)
+        except (OperationalError, OSError) as exc:
+            raise StoreError(f"cannot open the database at {self.safe_url()}: {exc}") from None
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._sqlite_write_lock = threading.Lock() if self.is_sqlite else None
+
+    def safe_url(self) -> str:
+        """The URL without its password, for messages."""
+        if "@" in self.url and "://" in self.url:
+            scheme, rest = self.url.split("://", 1)
+            return f"{scheme}://***@{rest.split('@', 1)[1]}"
+        return self.url
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._sessions() as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One transaction; SQLite writers are serialised in-process (the file lock does it across processes)."""
+        lock = self._sqlite_write_lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        finally:
+            if lock is not None:
+                lock.release()
