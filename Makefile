@@ -21,7 +21,7 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	touch $@
 
 run: $(VENV)/.installed
-	$(BIN)/visage demo
+	$(BIN)/visage serve
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks

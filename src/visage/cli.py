@@ -18,7 +18,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from visage import cli_gallery
+from visage import cli_gallery, cli_service
 from visage.cli_support import (
     DetectorOption,
     EmbedderOption,
@@ -46,6 +46,7 @@ app.add_typer(eval_app, name="eval")
 models_app = typer.Typer(help="The shipped models.")
 app.add_typer(models_app, name="models")
 cli_gallery.register(app)
+cli_service.register(app)
 
 @app.command()
 def detect(

@@ -157,6 +157,9 @@ class SqlStore:
     def create_gallery(self, name: str, model: ModelInfo, dim: int, *, watchlist: bool = False) -> GalleryRecord:
         if not name.strip():
             raise StoreError("a gallery name cannot be empty", code="invalid_name")
+        if "/" in name or any(ord(c) < 32 for c in name):
+            raise StoreError(f"a gallery name cannot contain '/' or control characters: {name!r}",
+                             code="invalid_name")
         try:
             with self._write() as session:
                 row = GalleryRow(name=name, model_id=model.id, model_name=model.name, model_version=model.version,

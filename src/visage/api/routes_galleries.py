@@ -1,0 +1,152 @@
+"""Galleries, the people enrolled in them, and their templates."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
+
+from visage.api.auth import Services, audited, require, services
+from visage.api.errors import ApiError
+from visage.api.keys import ApiKey
+from visage.api.schemas import (
+    EnrollmentOut,
+    GalleryIn,
+    GalleryOut,
+    Page,
+    PersonOut,
+    PersonPatch,
+    TemplateOut,
+)
+from visage.api.uploads import expect_json, expect_multipart, read_uploads
+from visage.errors import InvalidInputError
+
+router = APIRouter(prefix="/v1/galleries", tags=["galleries"])
+Ctx = Annotated[Services, Depends(services)]
+GalleryName = Annotated[str, "the gallery's name"]
+
+
+def page_bounds(ctx: Services, offset: int, limit: int) -> tuple[int, int]:
+    if limit > ctx.settings.service.max_page_size:
+        raise InvalidInputError(f"limit {limit} is above the largest page, {ctx.settings.service.max_page_size}",
+                                code="page_too_large")
+    return offset, limit
+
+
+@router.get("", response_model=list[GalleryOut])
+def list_galleries(ctx: Ctx, key: Annotated[ApiKey, Depends(require("read"))]) -> list[GalleryOut]:
+    """The galleries this key can see."""
+    return [GalleryOut.of(g) for g in ctx.gallery.galleries() if key.gallery in (None, g.name)]
+
+
+@router.post("", response_model=GalleryOut, status_code=201, dependencies=[Depends(expect_json)])
+def create_gallery(body: GalleryIn, ctx: Ctx, key: Annotated[ApiKey, Depends(require("admin"))]) -> GalleryOut:
+    """A new gallery bound to the server's embedding model."""
+    with audited(ctx, key, "gallery.create", gallery=body.name, details={"watchlist": body.watchlist}):
+        return GalleryOut.of(ctx.gallery.create(body.name, watchlist=body.watchlist))
+
+
+@router.get("/{gallery}", response_model=GalleryOut)
+def get_gallery(gallery: str, ctx: Ctx, _: Annotated[ApiKey, Depends(require("read"))]) -> GalleryOut:
+    return GalleryOut.of(ctx.gallery.get(gallery))
+
+
+@router.delete("/{gallery}", status_code=204)
+def delete_gallery(gallery: str, ctx: Ctx, key: Annotated[ApiKey, Depends(require("admin"))]) -> Response:
+    """Delete a gallery with every person, template and vector in it."""
+    with audited(ctx, key, "gallery.delete", gallery=gallery):
+        ctx.gallery.delete(gallery)
+    return Response(status_code=204)
+
+
+@router.get("/{gallery}/persons", response_model=Page[PersonOut])
+def list_persons(gallery: str, ctx: Ctx, _: Annotated[ApiKey, Depends(require("read"))],
+                 offset: Annotated[int, Query(ge=0)] = 0,
+                 limit: Annotated[int, Query(ge=1)] = 50) -> Page[PersonOut]:
+    offset, limit = page_bounds(ctx, offset, limit)
+    record = ctx.gallery.get(gallery)
+    people = ctx.gallery.persons(gallery, offset=offset, limit=limit)
+    return Page[PersonOut](items=[PersonOut.of(p) for p in people], offset=offset, limit=limit,
+                           total=ctx.gallery.store.person_count(record))
+
+
+@router.post("/{gallery}/persons", response_model=EnrollmentOut, status_code=201,
+             responses={422: {"description": "No image could be enrolled; the body lists why."}},
+             dependencies=[Depends(expect_multipart)])
+def enroll(
+    gallery: str,
+    ctx: Ctx,
+    key: Annotated[ApiKey, Depends(require("enroll"))],
+    external_id: Annotated[str, Form(min_length=1, max_length=200)],
+    images: Annotated[list[UploadFile], File(description="One or more photos, one face each.")],
+    display_name: Annotated[str | None, Form(max_length=400)] = None,
+    metadata: Annotated[str | None, Form(description="A JSON object stored with the person.")] = None,
+    face_index: Annotated[int | None, Form(ge=0)] = None,
+) -> EnrollmentOut:
+    """Enrol a person (new or existing) from photos: each must hold one face that passes the quality gate."""
+    attributes = parse_metadata(metadata)
+    labels, blobs = read_uploads(images)
+    details = {"images": len(blobs), "face_index": face_index}
+    with audited(ctx, key, "enroll", gallery=gallery, person=external_id, details=details) as note:
+        result = ctx.gallery.enroll(gallery, external_id, blobs, display_name=display_name, metadata=attributes,
+                                    face_index=face_index, labels=labels)
+        note.result_count = len(result.template_ids)
+        note.details["rejected"] = [r.code for r in result.rejected]
+        out = EnrollmentOut.of(result)
+        if result.person is None:
+            raise ApiError(422, "nothing_enrolled", "no image could be enrolled",
+                           extra={"rejected": [r.model_dump() for r in out.rejected]})
+    return out
+
+
+def parse_metadata(text: str | None) -> dict[str, Any] | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"metadata is not valid JSON: {exc.msg}", code="invalid_metadata") from None
+    if not isinstance(value, dict):
+        raise InvalidInputError("metadata must be a JSON object", code="invalid_metadata")
+    return value
+
+
+@router.get("/{gallery}/persons/{external_id:path}/templates", response_model=list[TemplateOut])
+def list_templates(gallery: str, external_id: str, ctx: Ctx,
+                   _: Annotated[ApiKey, Depends(require("read"))]) -> list[TemplateOut]:
+    return [TemplateOut.of(t) for t in ctx.gallery.templates(gallery, external_id)]
+
+
+@router.delete("/{gallery}/templates/{template_id}", response_model=TemplateOut)
+def delete_template(gallery: str, template_id: int, ctx: Ctx,
+                    key: Annotated[ApiKey, Depends(require("enroll"))]) -> TemplateOut:
+    with audited(ctx, key, "template.delete", gallery=gallery, details={"template_id": template_id}):
+        return TemplateOut.of(ctx.gallery.delete_template(gallery, template_id))
+
+
+# Person ids are data and may hold "/": these routes match the rest of the path, so they come last.
+@router.get("/{gallery}/persons/{external_id:path}", response_model=PersonOut)
+def get_person(gallery: str, external_id: str, ctx: Ctx,
+               _: Annotated[ApiKey, Depends(require("read"))]) -> PersonOut:
+    return PersonOut.of(ctx.gallery.person(gallery, external_id))
+
+
+@router.patch("/{gallery}/persons/{external_id:path}", response_model=PersonOut,
+              dependencies=[Depends(expect_json)])
+def update_person(gallery: str, external_id: str, body: PersonPatch, ctx: Ctx,
+                  key: Annotated[ApiKey, Depends(require("enroll"))]) -> PersonOut:
+    with audited(ctx, key, "person.update", gallery=gallery, person=external_id,
+                 details={"fields": sorted(body.model_fields_set)}):
+        return PersonOut.of(ctx.gallery.update_person(gallery, external_id, display_name=body.display_name,
+                                                      metadata=body.metadata))
+
+
+@router.delete("/{gallery}/persons/{external_id:path}", response_model=PersonOut)
+def erase_person(gallery: str, external_id: str, ctx: Ctx,
+                 key: Annotated[ApiKey, Depends(require("enroll"))]) -> PersonOut:
+    """Erase a person: their rows and vectors are gone; their photos no longer match anyone."""
+    with audited(ctx, key, "erase", gallery=gallery, person=external_id) as note:
+        person = ctx.gallery.erase(gallery, external_id)
+        note.result_count = person.templates
+        return PersonOut.of(person)

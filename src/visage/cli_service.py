@@ -1,0 +1,109 @@
+"""``visage serve`` and ``visage keys``: the REST service and its API keys."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from visage.cli_support import JsonOption, build_settings, err, fail, out, print_json
+from visage.errors import VisageError
+
+if TYPE_CHECKING:
+    from visage.api.keys import ApiKeys
+
+keys_app = typer.Typer(help="Create, list and revoke API keys for the REST service.", no_args_is_help=True)
+
+
+def _keys() -> ApiKeys:
+    """The key store of the configured database (the service stack is imported only by these commands)."""
+    from visage.api.keys import ApiKeys
+    from visage.db import Database, sqlite_url
+
+    settings = build_settings()
+    try:
+        return ApiKeys(Database(settings.gallery.database_url or sqlite_url(settings.data_dir)))
+    except VisageError as exc:
+        fail(exc)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="Who or what the key is for.")],
+    scope: Annotated[list[str], typer.Option("--scope", help="read, enroll, identify or admin; repeat for several.")],
+    gallery: Annotated[str | None, typer.Option(help="Restrict the key to one gallery.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a key and print it once: only its hash is stored."""
+    keys = _keys()
+    try:
+        record, text = keys.create(name, scope, gallery=gallery)
+    except VisageError as exc:
+        fail(exc)
+    keys.db.close()
+    if as_json:
+        print_json({"prefix": record.prefix, "name": record.name, "scopes": list(record.scopes),
+                    "gallery": record.gallery, "key": text})
+        return
+    out.print(text, markup=False)
+    err.print(f"key '{record.name}' ({', '.join(record.scopes)}) created; it is shown this once.", markup=False)
+
+
+@keys_app.command("list")
+def keys_list(include_revoked: Annotated[bool, typer.Option(help="Show revoked keys too.")] = False,
+              as_json: JsonOption = False) -> None:
+    """Keys by prefix, name and scopes (never the secret)."""
+    keys = _keys()
+    listed = keys.list(include_revoked=include_revoked)
+    keys.db.close()
+    if as_json:
+        print_json([{"prefix": k.prefix, "name": k.name, "scopes": list(k.scopes), "gallery": k.gallery,
+                     "created_at": k.created_at.isoformat(),
+                     "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None} for k in listed])
+        return
+    for k in listed:
+        state = " (revoked)" if k.revoked_at else ""
+        where = f" gallery={k.gallery}" if k.gallery else ""
+        out.print(f"{k.prefix}  {k.name}  [{', '.join(k.scopes)}]{where}{state}", markup=False)
+
+
+@keys_app.command("revoke")
+def keys_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix, as `visage keys list` shows.")]) -> None:
+    """Revoke a key: it stops working at once."""
+    keys = _keys()
+    try:
+        record = keys.revoke(prefix)
+    except VisageError as exc:
+        fail(exc)
+    keys.db.close()
+    out.print(f"revoked {record.prefix} ({record.name})", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(keys_app, name="keys")
+
+    @app.command()
+    def serve(
+        host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
+        port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    ) -> None:
+        """Run the REST service and console; the first start creates an admin key and prints it once."""
+        import uvicorn
+
+        from visage.api.app import build_services, create_app
+
+        settings = build_settings()
+        service = settings.service.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v})
+        settings = settings.model_copy(update={"service": service})
+        try:
+            ctx = build_services(settings)
+            if ctx.keys.count() == 0:
+                _, text = ctx.keys.create("first admin", ["admin"])
+                ctx.audit.record("cli:serve", "key.create", details={"name": "first admin", "scopes": ["admin"]})
+                err.print("No API key existed, so an admin key was created. It is shown this once; keep it:",
+                          markup=False)
+                out.print(f"\n    {text}\n", markup=False)
+        except VisageError as exc:
+            fail(exc)
+        err.print(f"Visage on http://{service.host}:{service.port}  (API docs at /docs)", markup=False)
+        uvicorn.run(create_app(services=ctx), host=service.host, port=service.port, log_level="info")
