@@ -69,6 +69,13 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str
         yield {"database_url": url, "index": index}
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database of each supported kind."""
+    with _database(request.param, tmp_path) as url:
+        yield url
+
+
 @contextmanager
 def _database(kind: str, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database (PostgreSQL: a throw-away database on the test server)."""

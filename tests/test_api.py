@@ -24,15 +24,17 @@ def jpeg(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def make_client(tmp_path: Path, analyzer: FaceAnalyzer, **service: object) -> tuple[TestClient, Services]:
-    settings = Settings(data_dir=tmp_path, service=service)
+def make_client(tmp_path: Path, analyzer: FaceAnalyzer, database_url: str | None = None,
+                **service: object) -> tuple[TestClient, Services]:
+    settings = Settings(data_dir=tmp_path, service=service, gallery={"database_url": database_url})
     ctx = build_services(settings, Gallery(settings, analyzer=analyzer))
     return TestClient(create_app(services=ctx)), ctx
 
 
 @pytest.fixture()
-def api(tmp_path: Path, analyzer: FaceAnalyzer) -> Iterator[tuple[TestClient, Services, dict[str, dict[str, str]]]]:
-    client, ctx = make_client(tmp_path, analyzer)
+def api(tmp_path: Path, analyzer: FaceAnalyzer,
+        database_url: str) -> Iterator[tuple[TestClient, Services, dict[str, dict[str, str]]]]:
+    client, ctx = make_client(tmp_path, analyzer, database_url)
     headers = {}
     for name, scopes, gallery in (("admin", ["admin"], None), ("reader", ["read"], None),
                                   ("desk", ["enroll", "identify", "read"], "staff"),

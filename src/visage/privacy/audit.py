@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, func, select, text
@@ -64,7 +64,7 @@ class AuditEntry:
 def entry_digest(prev_hash: str, row: AuditRow) -> str:
     """SHA-256 over the previous hash and the entry's fields in a canonical JSON form."""
     fields = {
-        "id": row.id, "at": as_utc(row.at).isoformat(), "actor": row.actor, "action": row.action,
+        "id": row.id, "at": as_utc(row.at).astimezone(UTC).isoformat(), "actor": row.actor, "action": row.action,
         "gallery": row.gallery, "person": row.person, "purpose": row.purpose, "details": row.details,
         "result_count": row.result_count, "outcome": row.outcome,
     }
