@@ -12,9 +12,11 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from importlib import resources
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from visage import __version__
@@ -33,6 +35,9 @@ from visage.privacy.audit import AuditLog
 
 log = logging.getLogger(__name__)
 VERSION_HEADER = "X-Visage-Version"
+# The console is plain static files: its own scripts, styles and the photos the user picks (blob: URLs) only.
+CONSOLE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
+                  "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     status: {"model": ErrorOut, "description": meaning}
     for status, meaning in ((400, "Bad request"), (401, "No valid API key"), (403, "Key lacks scope or gallery"),
@@ -83,6 +88,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         except TimeoutError:
             response = error_response(504, "timeout", f"the request took longer than {timeout:g} s")
         response.headers[VERSION_HEADER] = __version__
+        if request.url.path.startswith("/console"):
+            response.headers["Content-Security-Policy"] = CONSOLE_POLICY
+            response.headers["X-Content-Type-Options"] = "nosniff"
+            response.headers["Referrer-Policy"] = "no-referrer"
         return response
 
     app.add_middleware(BodyLimit, max_bytes=ctx.settings.service.max_upload_bytes)
@@ -106,8 +115,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             return error_response(503, "models_loading", "the face models are not loaded yet")
         return Response('{"status":"ready"}', media_type="application/json")
 
+    app.mount("/console", StaticFiles(directory=str(resources.files("visage").joinpath("web")), html=True),
+              name="console")
+
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
-        return RedirectResponse("/docs")
+        return RedirectResponse("/console/")
 
     return app

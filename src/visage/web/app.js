@@ -1,0 +1,297 @@
+// Visage console: plain JavaScript over the REST API; the API key lives in sessionStorage (this tab only).
+"use strict";
+
+const PAGE = 25;
+const state = { key: sessionStorage.getItem("visage-key"), gallery: null, peopleOffset: 0, auditOffset: 0 };
+const $ = (selector) => document.querySelector(selector);
+
+function say(message) { $("#status").textContent = message; }
+function fail(message) { $("#error").textContent = message; }
+
+// Every call: the key as a bearer token; errors arrive as {code, message}.
+async function api(path, options = {}) {
+  const headers = { Authorization: `Bearer ${state.key}`, ...(options.headers || {}) };
+  const response = await fetch(path, { ...options, headers });
+  const text = await response.text();
+  const body = text ? JSON.parse(text) : null;
+  if (!response.ok) {
+    const error = new Error(body && body.message ? `${body.message} (${body.code})` : `HTTP ${response.status}`);
+    error.status = response.status;
+    error.body = body;
+    throw error;
+  }
+  return body;
+}
+
+function cell(row, text) {
+  const td = document.createElement("td");
+  td.textContent = text === null || text === undefined ? "" : String(text);
+  row.appendChild(td);
+  return td;
+}
+
+function show(view) {
+  for (const section of document.querySelectorAll("main > section")) {
+    section.hidden = section.id !== `view-${view}`;
+  }
+  for (const button of document.querySelectorAll("#nav [data-view]")) {
+    if (button.dataset.view === view) button.setAttribute("aria-current", "page");
+    else button.removeAttribute("aria-current");
+  }
+  fail("");
+  if (view === "audit") loadAudit();
+  const heading = document.querySelector(`#view-${view} h2`);
+  if (heading) { heading.tabIndex = -1; heading.focus(); }
+}
+
+async function signIn(key) {
+  state.key = key;
+  try {
+    await api("/v1/galleries");
+  } catch (error) {
+    state.key = null;
+    sessionStorage.removeItem("visage-key");
+    fail(error.status === 401 ? "That key is unknown or revoked." : error.message);
+    return;
+  }
+  sessionStorage.setItem("visage-key", key);
+  $("#nav").hidden = false;
+  say("Signed in.");
+  await loadGalleries();
+  show("galleries");
+}
+
+function signOut() {
+  sessionStorage.removeItem("visage-key");
+  state.key = null;
+  $("#nav").hidden = true;
+  for (const section of document.querySelectorAll("main > section")) section.hidden = section.id !== "view-signin";
+  say("Signed out.");
+  $("#api-key").value = "";
+  $("#api-key").focus();
+}
+
+async function loadGalleries() {
+  const galleries = await api("/v1/galleries");
+  for (const select of [$("#gallery-select"), $("#search-gallery")]) {
+    select.replaceChildren(...galleries.map((g) => new Option(`${g.name}${g.watchlist ? " (watchlist)" : ""}`, g.name)));
+  }
+  if (!galleries.some((g) => g.name === state.gallery)) state.gallery = galleries.length ? galleries[0].name : null;
+  if (state.gallery) {
+    $("#gallery-select").value = state.gallery;
+    $("#search-gallery").value = state.gallery;
+  }
+  state.peopleOffset = 0;
+  await loadPeople();
+}
+
+const galleryPath = () => `/v1/galleries/${encodeURIComponent(state.gallery)}`;
+
+async function loadPeople() {
+  const body = $("#people-table tbody");
+  body.replaceChildren();
+  if (!state.gallery) { $("#people-page").textContent = "No gallery yet."; return; }
+  const page = await api(`${galleryPath()}/persons?offset=${state.peopleOffset}&limit=${PAGE}`);
+  for (const person of page.items) {
+    const row = document.createElement("tr");
+    cell(row, person.external_id);
+    cell(row, person.display_name);
+    cell(row, person.templates);
+    cell(row, new Date(person.created_at).toLocaleString());
+    const erase = document.createElement("button");
+    erase.type = "button";
+    erase.className = "danger";
+    erase.textContent = "Erase";
+    erase.setAttribute("aria-label", `Erase ${person.external_id}`);
+    erase.addEventListener("click", () => erasePerson(person.external_id));
+    cell(row, "").appendChild(erase);
+    body.appendChild(row);
+  }
+  const last = Math.min(page.total, state.peopleOffset + page.items.length);
+  $("#people-page").textContent = page.total ? `${state.peopleOffset + 1}–${last} of ${page.total}` : "Nobody enrolled.";
+  $("#people-prev").disabled = state.peopleOffset === 0;
+  $("#people-next").disabled = last >= page.total;
+}
+
+async function erasePerson(externalId) {
+  if (!window.confirm(`Erase ${externalId}? Their templates and vectors are removed for good.`)) return;
+  try {
+    await api(`${galleryPath()}/persons/${encodeURIComponent(externalId)}`, { method: "DELETE" });
+    say(`Erased ${externalId}.`);
+    await loadPeople();
+  } catch (error) { fail(error.message); }
+}
+
+function describeEnrollment(result) {
+  const box = $("#enroll-result");
+  box.replaceChildren();
+  if (result.person) {
+    const p = document.createElement("p");
+    p.textContent = `${result.person.external_id}: ${result.template_ids.length} photo(s) enrolled, ` +
+      `${result.person.templates} template(s) in all.`;
+    box.appendChild(p);
+  }
+  if (result.rejected && result.rejected.length) {
+    const list = document.createElement("ul");
+    list.className = "rejected";
+    list.setAttribute("aria-label", "Rejected photos");
+    for (const r of result.rejected) {
+      const item = document.createElement("li");
+      item.textContent = `${r.image}: ${r.message}${r.reasons.length ? ` (${r.reasons.join(", ")})` : ""}`;
+      list.appendChild(item);
+    }
+    box.appendChild(list);
+  }
+}
+
+async function enroll(event) {
+  event.preventDefault();
+  if (!state.gallery) { fail("Create a gallery first."); return; }
+  fail("");
+  const form = new FormData(event.target);
+  if (!form.get("display_name")) form.delete("display_name");
+  say("Enrolling…");
+  try {
+    describeEnrollment(await api(`${galleryPath()}/persons`, { method: "POST", body: form }));
+    say("Enrolment done.");
+    event.target.reset();
+    await loadPeople();
+  } catch (error) {
+    if (error.body && error.body.rejected) describeEnrollment({ person: null, template_ids: [], rejected: error.body.rejected });
+    fail(error.message);
+    say("");
+  }
+}
+
+async function createGallery(event) {
+  event.preventDefault();
+  const name = new FormData(event.target).get("name");
+  try {
+    await api("/v1/galleries", { method: "POST", headers: { "Content-Type": "application/json" },
+                                 body: JSON.stringify({ name }) });
+    state.gallery = name;
+    event.target.reset();
+    say(`Gallery ${name} created.`);
+    await loadGalleries();
+  } catch (error) { fail(error.message); }
+}
+
+function drawFaces(file, faces) {
+  return new Promise((resolve) => {
+    const image = new Image();
+    image.onload = () => {
+      const canvas = $("#search-canvas");
+      canvas.width = image.naturalWidth;
+      canvas.height = image.naturalHeight;
+      const context = canvas.getContext("2d");
+      context.drawImage(image, 0, 0);
+      const line = Math.max(2, image.naturalWidth / 300);
+      context.lineWidth = line;
+      context.font = `${Math.max(14, image.naturalWidth / 40)}px system-ui, sans-serif`;
+      faces.forEach((face, i) => {
+        const [x1, y1, x2, y2] = face.face.box;
+        const matched = face.candidates.length && face.candidates[0].same;
+        context.strokeStyle = matched ? "#16703a" : "#f0b400";
+        context.strokeRect(x1, y1, x2 - x1, y2 - y1);
+        context.fillStyle = context.strokeStyle;
+        context.fillText(String(i + 1), x1 + line, Math.max(y1 - line * 2, 16));
+      });
+      URL.revokeObjectURL(image.src);
+      resolve();
+    };
+    image.src = URL.createObjectURL(file);
+  });
+}
+
+async function search(event) {
+  event.preventDefault();
+  fail("");
+  const form = new FormData(event.target);
+  const gallery = $("#search-gallery").value;
+  if (!form.get("purpose")) form.delete("purpose");
+  say("Searching…");
+  try {
+    const faces = await api(`/v1/galleries/${encodeURIComponent(gallery)}/identify`, { method: "POST", body: form });
+    await drawFaces(form.get("image"), faces);
+    const list = $("#search-faces");
+    list.replaceChildren();
+    faces.forEach((face, i) => {
+      const item = document.createElement("li");
+      item.className = "face";
+      const title = document.createElement("strong");
+      title.textContent = `Face ${i + 1}`;
+      item.appendChild(title);
+      const candidates = document.createElement("ul");
+      if (!face.candidates.length) {
+        const none = document.createElement("li");
+        none.className = "nomatch";
+        none.textContent = "no candidates";
+        candidates.appendChild(none);
+      }
+      for (const c of face.candidates) {
+        const li = document.createElement("li");
+        li.className = c.same ? "match candidate" : "nomatch candidate";
+        li.textContent = `${c.display_name || c.external_id} (${c.external_id}): ${c.similarity.toFixed(3)}` +
+          (c.same ? " — match" : "");
+        candidates.appendChild(li);
+      }
+      item.appendChild(candidates);
+      list.appendChild(item);
+    });
+    say(`${faces.length} face(s) found; decided at ${faces.length ? faces[0].operating_point : "the default"}.`);
+  } catch (error) { fail(error.message); say(""); }
+}
+
+async function loadAudit(event) {
+  if (event) { event.preventDefault(); state.auditOffset = 0; }
+  const params = new URLSearchParams({ offset: state.auditOffset, limit: PAGE });
+  for (const [name, value] of new FormData($("#audit-form"))) if (value) params.set(name, value);
+  const body = $("#audit-table tbody");
+  try {
+    const page = await api(`/v1/audit?${params}`);
+    body.replaceChildren();
+    for (const e of page.items) {
+      const row = document.createElement("tr");
+      cell(row, new Date(e.at).toLocaleString());
+      cell(row, e.actor);
+      cell(row, e.action);
+      cell(row, e.gallery);
+      cell(row, e.person);
+      cell(row, e.purpose);
+      cell(row, e.result_count);
+      cell(row, e.outcome);
+      body.appendChild(row);
+    }
+    const last = state.auditOffset + page.items.length;
+    $("#audit-page").textContent = page.total ? `${state.auditOffset + 1}–${last} of ${page.total}` : "No entries.";
+    $("#audit-prev").disabled = state.auditOffset === 0;
+    $("#audit-next").disabled = last >= page.total;
+  } catch (error) {
+    body.replaceChildren();
+    fail(error.status === 403 ? "The audit log needs a key with the admin scope." : error.message);
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("#signin-form").addEventListener("submit", (event) => { event.preventDefault(); signIn($("#api-key").value.trim()); });
+  $("#sign-out").addEventListener("click", signOut);
+  for (const button of document.querySelectorAll("#nav [data-view]")) {
+    button.addEventListener("click", () => show(button.dataset.view));
+  }
+  $("#gallery-select").addEventListener("change", (event) => {
+    state.gallery = event.target.value;
+    state.peopleOffset = 0;
+    $("#search-gallery").value = state.gallery;
+    loadPeople().catch((error) => fail(error.message));
+  });
+  $("#gallery-form").addEventListener("submit", createGallery);
+  $("#enroll-form").addEventListener("submit", enroll);
+  $("#search-form").addEventListener("submit", search);
+  $("#audit-form").addEventListener("submit", loadAudit);
+  $("#people-prev").addEventListener("click", () => { state.peopleOffset = Math.max(0, state.peopleOffset - PAGE); loadPeople(); });
+  $("#people-next").addEventListener("click", () => { state.peopleOffset += PAGE; loadPeople(); });
+  $("#audit-prev").addEventListener("click", () => { state.auditOffset = Math.max(0, state.auditOffset - PAGE); loadAudit(); });
+  $("#audit-next").addEventListener("click", () => { state.auditOffset += PAGE; loadAudit(); });
+  if (state.key) signIn(state.key);
+  else $("#api-key").focus();
+});
