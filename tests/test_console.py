@@ -46,6 +46,15 @@ def server(tmp_path: Path) -> Iterator[Server]:
         yield running
 
 
+ARTIFACTS = Path(os.environ.get("VISAGE_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "artifacts")) / "console"
+
+
+def screenshot(driver: webdriver.Chrome, name: str) -> None:
+    """Each console page as the test saw it, for people reviewing the run."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    assert driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+
+
 def wait_text(driver: webdriver.Chrome, selector: str, text: str, timeout: float = 60) -> None:
     WebDriverWait(driver, timeout).until(until.text_to_be_present_in_element((By.CSS_SELECTOR, selector), text))
 
@@ -65,6 +74,7 @@ def test_enrol_then_search_through_the_console(browser: webdriver.Chrome, server
         ".map(e => e.id)")
     assert unlabeled == []  # every field has a label
 
+    screenshot(browser, "1-sign-in")
     key_field = browser.find_element(By.ID, "api-key")
     key_field.send_keys("vsg_wrong_key")
     key_field.submit()
@@ -85,6 +95,7 @@ def test_enrol_then_search_through_the_console(browser: webdriver.Chrome, server
     wait_text(browser, "#enroll-result", "1 photo(s) enrolled")
     assert "wall.png: no face found" in browser.find_element(By.CSS_SELECTOR, "#enroll-result .rejected").text
     wait_text(browser, "#people-table tbody", "Eileen Collins")
+    screenshot(browser, "2-galleries-and-people")
 
     browser.find_element(By.CSS_SELECTOR, "#nav [data-view=search]").click()
     Select(browser.find_element(By.ID, "search-gallery")).select_by_value("lobby")
@@ -95,11 +106,13 @@ def test_enrol_then_search_through_the_console(browser: webdriver.Chrome, server
     best = browser.find_element(By.CSS_SELECTOR, "#search-faces .candidate")
     assert "eileen" in best.text and "match" in best.get_attribute("class").split()
     assert browser.execute_script("return document.getElementById('search-canvas').width") == 512
+    screenshot(browser, "3-search-by-photo")
 
     browser.find_element(By.CSS_SELECTOR, "#nav [data-view=audit]").click()
     wait_text(browser, "#audit-table tbody", "console test")
     audit_text = browser.find_element(By.ID, "audit-table").text
     assert "identify" in audit_text and "enroll" in audit_text and "gallery.create" in audit_text
+    screenshot(browser, "4-audit-log")
 
     browser.find_element(By.CSS_SELECTOR, "#nav [data-view=galleries]").click()
     browser.find_element(By.CSS_SELECTOR, "button[aria-label='Erase eileen']").click()

@@ -105,5 +105,6 @@ def register(app: typer.Typer) -> None:
                 out.print(f"\n    {text}\n", markup=False)
         except VisageError as exc:
             fail(exc)
-        err.print(f"Visage on http://{service.host}:{service.port}  (API docs at /docs)", markup=False)
+        err.print(f"Visage on http://{service.host}:{service.port}/ : open it and sign in with an API key "
+                  f"(API docs at /docs; more keys: visage keys create NAME --scope ...)", markup=False)
         uvicorn.run(create_app(services=ctx), host=service.host, port=service.port, log_level="info")
