@@ -119,7 +119,11 @@ class GallerySettings(BaseModel):
         description="Person score from its templates' similarities: the best one, or the mean of the best two "
         "(measured better on LFW View 1 DevTrain by benchmarks/bench_identify.py).",
     )
-    min_quality: float = Field(0.3, ge=0, le=1, description="Enrolment gate on the face quality score.")
+    min_quality: float = Field(
+        0.3, ge=0, le=1,
+        description="Enrolment gate on the face quality score (benchmarks/bench_quality.py: faces below it fail "
+        "verification about ten times as often on LFW View 1).",
+    )
     top_k: int = Field(5, ge=1, le=1000, description="Candidates returned per face by identify.")
 
 
