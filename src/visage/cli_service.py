@@ -86,6 +86,9 @@ def register(app: typer.Typer) -> None:
     def serve(
         host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
         port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+        workers: Annotated[int | None, typer.Option(help="Server processes, each with its own models and "
+                                                    "index copy (default 1).")] = None,
+        access_log: Annotated[bool, typer.Option(help="Log each request (method, path, status; never keys).")] = True,
     ) -> None:
         """Run the REST service and console; the first start creates an admin key and prints it once."""
         import uvicorn
@@ -93,7 +96,8 @@ def register(app: typer.Typer) -> None:
         from visage.api.app import build_services, create_app
 
         settings = build_settings()
-        service = settings.service.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v})
+        chosen = {k: v for k, v in (("host", host), ("port", port), ("workers", workers)) if v}
+        service = settings.service.model_copy(update=chosen)
         settings = settings.model_copy(update={"service": service})
         try:
             ctx = build_services(settings)
@@ -107,4 +111,9 @@ def register(app: typer.Typer) -> None:
             fail(exc)
         err.print(f"Visage on http://{service.host}:{service.port}/ : open it and sign in with an API key "
                   f"(API docs at /docs; more keys: visage keys create NAME --scope ...)", markup=False)
-        uvicorn.run(create_app(services=ctx), host=service.host, port=service.port, log_level="info")
+        if service.workers == 1:
+            uvicorn.run(create_app(services=ctx), host=service.host, port=service.port, access_log=access_log)
+            return
+        ctx.gallery.close()  # each worker process opens its own, from the same environment
+        uvicorn.run("visage.api.app:create_app_from_environment", factory=True, host=service.host, port=service.port,
+                    workers=service.workers, access_log=access_log)

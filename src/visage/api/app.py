@@ -123,3 +123,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         return RedirectResponse("/console/")
 
     return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """The app of one worker process when ``visage serve --workers N`` runs several (settings from ``VISAGE_*``)."""
+    return create_app(Settings())
