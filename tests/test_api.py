@@ -128,6 +128,24 @@ def test_every_auth_failure_has_its_status(api: tuple[TestClient, Services, dict
     assert bad_scope.status_code == 422 and bad_scope.json()["code"] == "invalid_scope"
 
 
+def test_a_key_revoked_by_another_worker_stops_working_within_the_cache_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from visage.api import keys as keys_module
+    from visage.db import Database, sqlite_url
+
+    clock = [1000.0]
+    monkeypatch.setattr(keys_module.time, "monotonic", lambda: clock[0])
+    url = sqlite_url(tmp_path)
+    this_worker, other_worker = keys_module.ApiKeys(Database(url)), keys_module.ApiKeys(Database(url))
+    record, text = this_worker.create("camera desk", ["identify"])
+    assert this_worker.authenticate(text) == other_worker.authenticate(text) == record  # cached by both
+    assert other_worker.authenticate(text[:-1] + ("x" if text[-1] != "x" else "y")) is None  # secret still checked
+    this_worker.revoke(record.prefix)
+    assert this_worker.authenticate(text) is None  # at once where it was revoked
+    clock[0] += keys_module.KEY_CACHE_SECONDS + 0.01
+    assert other_worker.authenticate(text) is None
+
+
 def test_bad_requests_get_clear_json_errors(api: tuple[TestClient, Services, dict[str, dict[str, str]]],
                                             astronaut_bytes: bytes) -> None:
     client, _, keys = api
@@ -218,5 +236,18 @@ def test_openapi_documents_every_route_and_health(api: tuple[TestClient, Service
             if path.startswith("/v1/"):
                 assert "401" in operation["responses"] and "403" in operation["responses"]
     assert client.get("/health").json()["status"] == "ok"
+    page = client.get("/console/")
+    assert page.status_code == 200 and "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Visage-Version"] == __version__ and page.headers["X-Content-Type-Options"] == "nosniff"
     ctx.models_ready.wait(60)
     assert client.get("/ready").status_code == 200
+
+
+def test_a_slow_request_gets_504(tmp_path: Path, analyzer: FaceAnalyzer, astronaut_bytes: bytes) -> None:
+    client, ctx = make_client(tmp_path, analyzer, request_timeout_s=0.001)  # no face analysis finishes in 1 ms
+    headers = {"Authorization": f"Bearer {ctx.keys.create('admin', ['admin'])[1]}"}
+    with client:
+        slow = client.post("/v1/detect", headers=headers, files={"image": ("a.jpg", astronaut_bytes, "image/jpeg")})
+        assert slow.status_code == 504 and slow.json()["code"] == "timeout"
+        assert slow.headers["X-Visage-Version"] == __version__
+        assert "Content-Security-Policy" not in slow.headers  # that is for the console's pages

@@ -101,7 +101,7 @@ class GallerySettings(BaseModel):
         "faiss", description="Vector index: FAISS in-process (default) or Milvus (milvus-lite file or a cluster)."
     )
     hnsw_threshold: int = Field(
-        100_000, ge=1, description="FAISS: exact search up to this many templates per gallery, HNSW above."
+        20_000, ge=1, description="FAISS: exact search up to this many templates per gallery, HNSW above."
     )
     milvus_uri: str | None = Field(
         None, description="Milvus URI: a local .db file (milvus-lite; default data_dir/milvus.db) or http://host:19530."

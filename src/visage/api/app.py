@@ -7,14 +7,13 @@ configured database. OpenAPI at ``/docs`` and ``/openapi.json`` is the contract.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
@@ -24,11 +23,11 @@ from visage.api import errors
 from visage.api.auth import RateLimiter, Services
 from visage.api.errors import error_response
 from visage.api.keys import ApiKeys
+from visage.api.middleware import BodyLimit, ServiceHeaders
 from visage.api.routes_admin import router as admin_router
 from visage.api.routes_galleries import router as galleries_router
 from visage.api.routes_match import router as match_router
 from visage.api.schemas import ErrorOut
-from visage.api.uploads import BodyLimit
 from visage.config import Settings
 from visage.gallery import Gallery
 from visage.privacy.audit import AuditLog
@@ -36,8 +35,12 @@ from visage.privacy.audit import AuditLog
 log = logging.getLogger(__name__)
 VERSION_HEADER = "X-Visage-Version"
 # The console is plain static files: its own scripts, styles and the photos the user picks (blob: URLs) only.
-CONSOLE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
-                  "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+CONSOLE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; script-src 'self'; "
+                               "style-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     status: {"model": ErrorOut, "description": meaning}
     for status, meaning in ((400, "Bad request"), (401, "No valid API key"), (403, "Key lacks scope or gallery"),
@@ -79,21 +82,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
                   "`Authorization: Bearer <API key>`; every error is JSON `{code, message}`.")
     app.state.services = ctx
     errors.install(app)
-    timeout = ctx.settings.service.request_timeout_s
 
-    @app.middleware("http")
-    async def version_and_timeout(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        try:
-            response = await asyncio.wait_for(call_next(request), timeout)
-        except TimeoutError:
-            response = error_response(504, "timeout", f"the request took longer than {timeout:g} s")
-        response.headers[VERSION_HEADER] = __version__
-        if request.url.path.startswith("/console"):
-            response.headers["Content-Security-Policy"] = CONSOLE_POLICY
-            response.headers["X-Content-Type-Options"] = "nosniff"
-            response.headers["Referrer-Policy"] = "no-referrer"
-        return response
-
+    app.add_middleware(ServiceHeaders, version_header=(VERSION_HEADER, __version__), console_headers=CONSOLE_HEADERS,
+                       timeout_s=ctx.settings.service.request_timeout_s)
     app.add_middleware(BodyLimit, max_bytes=ctx.settings.service.max_upload_bytes)
     for router in (galleries_router, match_router, admin_router):
         app.include_router(router)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, get_args
@@ -24,6 +25,7 @@ from visage.errors import ConflictError, InvalidInputError, NotFoundError
 Scope = Literal["read", "enroll", "identify", "admin"]
 SCOPES: tuple[str, ...] = get_args(Scope)
 KEY_PREFIX = "vsg_"
+KEY_CACHE_SECONDS = 2.0
 
 
 class ApiKeyRow(Base):
@@ -72,9 +74,24 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
+@dataclass(frozen=True)
+class _Cached:
+    key: ApiKey
+    secret_sha256: str
+    expires: float
+
+
 class ApiKeys:
+    """Create, check, list and revoke keys.
+
+    Checked keys are cached for ``KEY_CACHE_SECONDS`` so that a request costs no SQL query for
+    its key; a revocation takes effect at once in the process that made it and within that
+    time in other server workers.
+    """
+
     def __init__(self, database: Database) -> None:
         self.db = database
+        self._cache: dict[str, _Cached] = {}
 
     def create(self, name: str, scopes: list[str] | tuple[str, ...], *,
                gallery: str | None = None) -> tuple[ApiKey, str]:
@@ -103,13 +120,18 @@ class ApiKeys:
         if not text.startswith(KEY_PREFIX) or text.count("_") < 2:
             return None
         prefix, _, secret = text[len(KEY_PREFIX):].partition("_")
-        with self.db.read() as session:
-            row = session.scalar(select(ApiKeyRow).where(ApiKeyRow.prefix == prefix))
-        if row is None or row.revoked_at is not None:
+        now = time.monotonic()
+        cached = self._cache.get(prefix)
+        if cached is None or cached.expires < now:
+            with self.db.read() as session:
+                row = session.scalar(select(ApiKeyRow).where(ApiKeyRow.prefix == prefix))
+            if row is None:
+                return None
+            cached = _Cached(_record(row), row.secret_sha256, now + KEY_CACHE_SECONDS)
+            self._cache[prefix] = cached
+        if cached.key.revoked_at is not None or not hmac.compare_digest(cached.secret_sha256, _digest(secret)):
             return None
-        if not hmac.compare_digest(row.secret_sha256, _digest(secret)):
-            return None
-        return _record(row)
+        return cached.key
 
     def list(self, *, include_revoked: bool = False) -> list[ApiKey]:
         with self.db.read() as session:
@@ -129,4 +151,5 @@ class ApiKeys:
             if row.revoked_at is None:
                 row.revoked_at = utcnow()
             session.flush()
+            self._cache.pop(row.prefix, None)
             return _record(row)

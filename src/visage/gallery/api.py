@@ -225,7 +225,8 @@ class Gallery:
         """The gallery's index, rebuilt from SQL first if it does not reflect the current revision."""
         slot = self._slot(gallery)
         with slot.lock:
-            if slot.index.revision != self.store.revision(gallery):
+            # The record was just read, so an index at its revision is current without asking SQL again.
+            if slot.index.revision != gallery.revision and slot.index.revision != self.store.revision(gallery):
                 self._rebuild(gallery, slot)
         return slot
 
@@ -395,7 +396,7 @@ class Gallery:
 
     def _identify_threshold(self, gallery: GalleryRecord, operating_point: str | None) -> Threshold:
         """An FPIR target depends on how many people a search can falsely match: counted per revision."""
-        revision = self.store.revision(gallery)
+        revision = gallery.revision
         with self._slots_lock:
             cached = self._people.get(gallery.id)
         if cached is None or cached[0] != revision:
@@ -405,20 +406,24 @@ class Gallery:
         return self.analyzer.decision_threshold(operating_point or self.settings.gallery.identify_operating_point,
                                                 candidates=cached[1])
 
-    def _person_scores(self, gallery: GalleryRecord, queries: FloatArray, top_k: int) -> list[list[tuple[int, float]]]:
-        """Per query, ``(person id, score)`` best first, from the templates' similarities."""
+    def _candidates(self, gallery: GalleryRecord, queries: FloatArray, top_k: int,
+                    threshold: float) -> list[list[Candidate]]:
+        """Per query, the top-k people best first, each scored from their templates' similarities."""
         slot = self._fresh(gallery)
         with slot.lock:
             similarities, ids = slot.index.search(queries, top_k * TEMPLATES_PER_CANDIDATE)
-        owners = self.store.template_owners(gallery, [int(i) for i in np.unique(ids) if i >= 0])
+        owners = self.store.template_people(gallery, [int(i) for i in np.unique(ids) if i >= 0])
+        named = {owner.person_id: owner for owner in owners.values()}
         results = []
         for row_similarities, row_ids in zip(similarities, ids, strict=True):
             per_person: dict[int, list[float]] = defaultdict(list)
             for value, template_id in zip(row_similarities, row_ids, strict=True):
                 if template_id >= 0 and int(template_id) in owners:
-                    per_person[owners[int(template_id)]].append(float(value))
-            scored = [(person, self._score(values)) for person, values in per_person.items()]
-            results.append(sorted(scored, key=lambda item: -item[1])[:top_k])
+                    per_person[owners[int(template_id)].person_id].append(float(value))
+            scored = sorted(((self._score(values), person) for person, values in per_person.items()),
+                            key=lambda item: (-item[0], item[1]))
+            results.append([Candidate(named[person].external_id, named[person].display_name, score,
+                                      score >= threshold) for score, person in scored[:top_k]])
         return results
 
     def _score(self, similarities: list[float]) -> float:
@@ -426,16 +431,6 @@ class Gallery:
         if self.settings.gallery.scoring == "mean_best2" and len(best) >= 2:
             return (best[0] + best[1]) / 2
         return best[0]
-
-    def _candidates(self, gallery: GalleryRecord, queries: FloatArray, top_k: int,
-                    threshold: float) -> list[list[Candidate]]:
-        ranked = self._person_scores(gallery, queries, top_k)
-        people = self.store.persons_by_id(gallery, sorted({p for row in ranked for p, _ in row}))
-        return [
-            [Candidate(people[p].external_id, people[p].display_name, score, score >= threshold)
-             for p, score in row if p in people]
-            for row in ranked
-        ]
 
     def identify(self, gallery_name: str, image: ImageSource, *, top_k: int | None = None,
                  operating_point: str | None = None) -> list[Identification]:

@@ -1,10 +1,11 @@
 """In-process FAISS index (default): exact inner product while small, HNSW above a size, persisted.
 
-Below ``hnsw_threshold`` vectors the index is exact (``IndexFlatIP``): a query costs one pass
-over the vectors, a few milliseconds up to ~100k templates on two cores. Beyond that it is
-converted once to HNSW (``IndexHNSWFlat``, inner product), whose query cost grows
-logarithmically. HNSW cannot delete in place, so removed ids become tombstones: they are
-filtered out of every result (searches ask for extra neighbours to make up for them) and the
+Below ``hnsw_threshold`` vectors the index is exact (``IndexFlatIP``): a single query costs
+one pass over the vectors, ~0.7 ms at 20k and ~3.4 ms at 100k on this class of CPU. Beyond it
+the index is converted once to HNSW (``IndexHNSWFlat``, inner product), whose query cost
+grows slowly with size; its search effort (efSearch) grows with the size too, by
+:func:`search_effort`, to keep recall@1 at ~0.999. HNSW cannot delete in place, so removed ids
+become tombstones: the search skips them while walking the graph (an id selector) and the
 graph is rebuilt without them once they exceed :data:`COMPACT_FRACTION` of the index.
 
 The index file and a JSON sidecar (revision, tombstones) are each written to a temporary
@@ -15,6 +16,7 @@ index, and a revision that differs from SQL's makes the gallery rebuild.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -27,17 +29,29 @@ from visage.errors import StoreError
 
 HNSW_NEIGHBOURS = 32  # graph degree M
 HNSW_BUILD_EFFORT = 80  # efConstruction
-HNSW_SEARCH_EFFORT = 384  # efSearch: recall@1 0.999, p99 4.6 ms on 1M random unit vectors (bench_search.py)
 COMPACT_FRACTION = 0.1
+DEFAULT_HNSW_THRESHOLD = 20_000
+
+
+def search_effort(vectors: int) -> int:
+    """efSearch for an HNSW graph of ``vectors``: the smallest value reaching recall@1 ≥ 0.999 on random unit vectors.
+
+    Measured (128-d, M=32, efConstruction=80, noisy copies of stored vectors as queries): 64 at
+    100k (0.9992), 160 at 300k (0.9997), 384 at 1M (0.999; bench_search.py). Those points fit
+    ef = 64 · (n / 100k)^0.78; random vectors are the hard case (face embeddings cluster).
+    """
+    return max(64, math.ceil(64 * (vectors / 100_000) ** 0.78))
 
 
 class FaissIndex:
-    def __init__(self, dim: int, path: Path | None = None, *, hnsw_threshold: int = 100_000) -> None:
+    def __init__(self, dim: int, path: Path | None = None, *, hnsw_threshold: int = DEFAULT_HNSW_THRESHOLD) -> None:
         self.dim = dim
         self.path = Path(path) if path is not None else None
         self.hnsw_threshold = hnsw_threshold
         self.revision = -1
         self._tombstones: set[int] = set()
+        self._skip: Any = None  # search parameters that skip the tombstones (None when there are none)
+        self._effort_override: int | None = None
         self._index = self._flat()
         if self.path is not None:
             self._load()
@@ -48,7 +62,6 @@ class FaissIndex:
     def _hnsw(self) -> faiss.Index:
         graph = faiss.IndexHNSWFlat(self.dim, HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
         graph.hnsw.efConstruction = HNSW_BUILD_EFFORT
-        graph.hnsw.efSearch = HNSW_SEARCH_EFFORT
         return faiss.IndexIDMap2(graph)
 
     @property
@@ -74,15 +87,31 @@ class FaissIndex:
         if index.d != self.dim or meta.get("dim") != self.dim or meta.get("count") != index.ntotal:
             return
         self._index = index
-        if self._is_hnsw(index):
-            _unwrap(index)[1].hnsw.efSearch = HNSW_SEARCH_EFFORT
-        self._tombstones = {int(i) for i in meta.get("tombstones", [])}
+        self._set_tombstones({int(i) for i in meta.get("tombstones", [])})
         self.revision = int(meta["revision"])
 
-    def set_search_effort(self, ef_search: int) -> None:
-        """HNSW's efSearch: higher finds the true nearest neighbour more often, at more cost (no-op when flat)."""
-        if self._is_hnsw(self._index):
-            _unwrap(self._index)[1].hnsw.efSearch = ef_search
+    def set_search_effort(self, ef_search: int | None) -> None:
+        """Fix HNSW's efSearch (higher finds the true nearest neighbour more often, at more cost); None: by size."""
+        self._effort_override = ef_search
+        self._tune()
+
+    def _tune(self) -> None:
+        """Set efSearch for the current size, and the search parameters that skip tombstones."""
+        self._skip = None
+        if not self._is_hnsw(self._index):
+            return
+        id_map, graph = _unwrap(self._index)
+        graph.hnsw.efSearch = effort = self._effort_override or search_effort(len(self))
+        if self._tombstones:
+            excluded = faiss.IDSelectorBatch(np.fromiter(self._tombstones, np.int64, len(self._tombstones)))
+            # Translated by us (graph positions → ids) so that IndexIDMap2 uses it as is and never patches it.
+            translated = faiss.IDSelectorTranslated(id_map.id_map, faiss.IDSelectorNot(excluded))
+            self._skip = faiss.SearchParametersHNSW(sel=translated, efSearch=effort)  # type: ignore[attr-defined]  # missing from the stubs
+            self._skip.referenced = (excluded, translated)  # C++ objects: keep what the pointers reach alive
+
+    def _set_tombstones(self, tombstones: set[int]) -> None:
+        self._tombstones = tombstones
+        self._tune()
 
     def __len__(self) -> int:
         return int(self._index.ntotal) - len(self._tombstones)
@@ -91,11 +120,12 @@ class FaissIndex:
         if not len(ids):
             return
         ids = np.asarray(ids, np.int64)
-        if self._tombstones:
-            self._tombstones.difference_update(int(i) for i in ids)
+        if self._tombstones.intersection(int(i) for i in ids):  # a re-added id: drop its old vector first
+            self._rebuild_as(self._hnsw(), drop=ids)
         if self.kind == "flat" and self._index.ntotal + len(ids) > self.hnsw_threshold:
             self._rebuild_as(self._hnsw())
         self._index.add_with_ids(np.ascontiguousarray(vectors, np.float32), ids)
+        self._tune()
 
     def remove(self, ids: np.ndarray) -> None:
         if not len(ids):
@@ -105,42 +135,36 @@ class FaissIndex:
             self._index.remove_ids(faiss.IDSelectorBatch(ids))
             return
         present = faiss.vector_to_array(_unwrap(self._index)[0].id_map)
-        self._tombstones.update(int(i) for i in ids[np.isin(ids, present)])
+        self._set_tombstones(self._tombstones | {int(i) for i in ids[np.isin(ids, present)]})
         if len(self._tombstones) > COMPACT_FRACTION * self._index.ntotal:
             self._rebuild_as(self._hnsw() if len(self) > self.hnsw_threshold else self._flat())
 
-    def _live(self) -> tuple[np.ndarray, np.ndarray]:
-        """Ids and vectors of everything not tombstoned."""
+    def _rebuild_as(self, target: faiss.Index, drop: np.ndarray | None = None) -> None:
+        """Move every live vector (not tombstoned, not in ``drop``) into ``target``."""
         id_map, inner = _unwrap(self._index)
         ids = faiss.vector_to_array(id_map.id_map).astype(np.int64)
         vectors = inner.reconstruct_n(0, inner.ntotal) if inner.ntotal else np.zeros((0, self.dim), np.float32)
-        keep = np.array([int(i) not in self._tombstones for i in ids], bool) if self._tombstones else slice(None)
-        return ids[keep], vectors[keep]
-
-    def _rebuild_as(self, target: faiss.Index) -> None:
-        ids, vectors = self._live()
-        target.add_with_ids(np.ascontiguousarray(vectors, np.float32), ids)
+        gone = np.fromiter(self._tombstones, np.int64, len(self._tombstones))
+        keep = ~np.isin(ids, gone if drop is None else np.concatenate([gone, drop]))
+        target.add_with_ids(np.ascontiguousarray(vectors[keep], np.float32), ids[keep])
         self._index = target
-        self._tombstones = set()
+        self._set_tombstones(set())
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(np.asarray(vectors, np.float32).reshape(-1, self.dim))
         k = max(k, 0)
         similarities = np.zeros((len(queries), k), np.float32)
         ids = np.full((len(queries), k), -1, np.int64)
-        wanted = min(k + len(self._tombstones), int(self._index.ntotal))
+        wanted = min(k, len(self))
         if wanted == 0:
             return similarities, ids
-        found_similarities, found_ids = self._index.search(queries, wanted)
-        for row in range(len(queries)):
-            keep = [c for c, i in enumerate(found_ids[row]) if i >= 0 and int(i) not in self._tombstones][:k]
-            similarities[row, : len(keep)] = found_similarities[row, keep]
-            ids[row, : len(keep)] = found_ids[row, keep]
+        found_similarities, found_ids = self._index.search(queries, wanted, params=self._skip)
+        similarities[:, :wanted], ids[:, :wanted] = found_similarities, found_ids
         return similarities, ids
 
     def reset(self) -> None:
         self._index = self._flat()
-        self._tombstones = set()
+        self._set_tombstones(set())
         self.revision = -1
 
     def save(self) -> None:

@@ -110,6 +110,15 @@ class PersonRecord:
 
 
 @dataclass(frozen=True)
+class TemplateOwner:
+    """Who a template belongs to: what a search needs to name a candidate."""
+
+    person_id: int
+    external_id: str
+    display_name: str | None
+
+
+@dataclass(frozen=True)
 class TemplateRecord:
     id: int
     person_id: int
@@ -128,6 +137,10 @@ class NewTemplate:
     source_sha256: str
     box: tuple[float, float, float, float]
     quality: float
+
+
+# How many templates a person has (a person id condition is added where it is used).
+_TEMPLATE_COUNT = select(func.count()).select_from(TemplateRow)
 
 
 def _gallery_record(row: GalleryRow) -> GalleryRecord:
@@ -205,26 +218,23 @@ class SqlStore:
             raise NotFoundError(f"no person '{external_id}' in gallery '{gallery.name}'", code="person_not_found")
         return row
 
-    def _person_record(self, session: Session, gallery: GalleryRecord, row: PersonRow) -> PersonRecord:
-        count = session.scalar(select(func.count()).select_from(TemplateRow).where(TemplateRow.person_id == row.id))
+    def _person_record(self, session: Session, gallery: GalleryRecord, row: PersonRow,
+                       templates: int | None = None) -> PersonRecord:
+        if templates is None:
+            templates = session.scalar(_TEMPLATE_COUNT.where(TemplateRow.person_id == row.id))
         return PersonRecord(row.id, gallery.name, row.external_id, row.display_name, dict(row.attributes or {}),
-                            int(count or 0), as_utc(row.created_at), as_utc(row.updated_at))
+                            int(templates or 0), as_utc(row.created_at), as_utc(row.updated_at))
 
     def person(self, gallery: GalleryRecord, external_id: str) -> PersonRecord:
         with self._read() as session:
             return self._person_record(session, gallery, self._person_row(session, gallery, external_id))
 
-    def persons_by_id(self, gallery: GalleryRecord, ids: Sequence[int]) -> dict[int, PersonRecord]:
-        with self._read() as session:
-            rows = session.scalars(select(PersonRow).where(PersonRow.gallery_id == gallery.id,
-                                                           PersonRow.id.in_(list(ids))))
-            return {row.id: self._person_record(session, gallery, row) for row in rows}
-
     def persons(self, gallery: GalleryRecord, *, offset: int = 0, limit: int = 100) -> list[PersonRecord]:
         with self._read() as session:
-            rows = session.scalars(select(PersonRow).where(PersonRow.gallery_id == gallery.id)
+            templates = _TEMPLATE_COUNT.where(TemplateRow.person_id == PersonRow.id).scalar_subquery()
+            rows = session.execute(select(PersonRow, templates).where(PersonRow.gallery_id == gallery.id)
                                    .order_by(PersonRow.external_id).offset(offset).limit(limit))
-            return [self._person_record(session, gallery, row) for row in rows]
+            return [self._person_record(session, gallery, row, count) for row, count in rows]
 
     def person_count(self, gallery: GalleryRecord) -> int:
         """People enrolled in the gallery (each one a chance of a false match in a 1:N search)."""
@@ -316,12 +326,14 @@ class SqlStore:
             self._bump(session, gallery)
             return record
 
-    def template_owners(self, gallery: GalleryRecord, template_ids: Sequence[int]) -> dict[int, int]:
-        """Template id → person id, for ids still present (a search may race with an erase)."""
+    def template_people(self, gallery: GalleryRecord, template_ids: Sequence[int]) -> dict[int, TemplateOwner]:
+        """Template id → its person, in one query, for ids still present (a search may race with an erase)."""
         with self._read() as session:
-            rows = session.execute(select(TemplateRow.id, TemplateRow.person_id).where(
-                TemplateRow.gallery_id == gallery.id, TemplateRow.id.in_([int(i) for i in template_ids])))
-            return {int(t): int(p) for t, p in rows}
+            rows = session.execute(
+                select(TemplateRow.id, PersonRow.id, PersonRow.external_id, PersonRow.display_name)
+                .join(PersonRow, PersonRow.id == TemplateRow.person_id)
+                .where(TemplateRow.gallery_id == gallery.id, TemplateRow.id.in_([int(i) for i in template_ids])))
+            return {int(t): TemplateOwner(int(p), external_id, name) for t, p, external_id, name in rows}
 
     def all_vectors(self, gallery: GalleryRecord, batch: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every template of a gallery as ``(ids, vectors)`` chunks, for rebuilding an index."""

@@ -5,27 +5,32 @@ SHA-256 (``entry_hash`` covers the entry's fields and the previous ``entry_hash`
 altered, inserted or deleted row breaks the chain from that point on. Images are never
 recorded: only what was asked (parameters, ids) and how many candidates came back.
 
-Appending must see the true previous entry, so appends are serialised: on SQLite the
-entry's own INSERT comes first (taking the database's write lock for the transaction) and
-its predecessor is read after; on PostgreSQL a transaction-scoped advisory lock does it.
+Appending must link to the true previous entry. Each process remembers the last entry it
+knows of and inserts the next one with an explicit ``id`` (last + 1): the primary key makes
+two appends of the same id impossible, so when another process (or server worker) appended
+first, the INSERT fails, the true last entry is read, and the append is retried. The common
+case is a single INSERT, with no lock held across statements, on SQLite and PostgreSQL alike.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, func, select, text
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, func, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from visage.db import Base, Database, as_utc, utcnow
+from visage.errors import StoreError
 
 GENESIS = "0" * 64
-# Any constant: the key of the PostgreSQL advisory lock that serialises appends.
-_APPEND_LOCK = 0x7669_7361_6765
+# Appends that lose the race for an id retry; this many losses in a row means something is wrong.
+APPEND_ATTEMPTS = 50
 
 
 class AuditRow(Base):
@@ -72,6 +77,10 @@ def entry_digest(prev_hash: str, row: AuditRow) -> str:
     return hashlib.sha256((prev_hash + canonical).encode("utf-8")).hexdigest()
 
 
+def _columns(entry: AuditEntry) -> dict[str, Any]:
+    return {name: getattr(entry, name) for name in AuditEntry.__dataclass_fields__}
+
+
 def _entry(row: AuditRow) -> AuditEntry:
     return AuditEntry(row.id, as_utc(row.at), row.actor, row.action, row.gallery, row.person, row.purpose,
                       dict(row.details or {}), row.result_count, row.outcome, row.prev_hash, row.entry_hash)
@@ -82,6 +91,8 @@ class AuditLog:
 
     def __init__(self, database: Database) -> None:
         self.db = database
+        self._lock = threading.Lock()
+        self._last: tuple[int, str] | None = None  # (id, entry_hash) of the newest entry this process knows
 
     def record(
         self,
@@ -95,21 +106,32 @@ class AuditLog:
         result_count: int | None = None,
         outcome: str = "ok",
     ) -> AuditEntry:
-        with self.db.write() as session:
-            if not self.db.is_sqlite:
-                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _APPEND_LOCK})
-            row = AuditRow(at=utcnow(), actor=actor, action=action, gallery=gallery, person=person, purpose=purpose,
-                           details=details or {}, result_count=result_count, outcome=outcome, prev_hash="",
-                           entry_hash="")
-            session.add(row)
-            session.flush()  # our INSERT first: from here on no other writer can append before us
-            previous = session.scalar(select(AuditRow.entry_hash).where(AuditRow.id < row.id)
-                                      .order_by(AuditRow.id.desc()).limit(1))
-            row.at = as_utc(row.at)
-            row.prev_hash = previous or GENESIS
-            row.entry_hash = entry_digest(row.prev_hash, row)
-            session.flush()
-            return _entry(row)
+        with self._lock:
+            for _ in range(APPEND_ATTEMPTS):
+                if self._last is None:
+                    self._last = self._read_last()
+                last_id, last_hash = self._last
+                row = AuditRow(id=last_id + 1, at=utcnow(), actor=actor, action=action, gallery=gallery, person=person,
+                               purpose=purpose, details=details or {}, result_count=result_count, outcome=outcome,
+                               prev_hash=last_hash, entry_hash="")
+                row.entry_hash = entry_digest(last_hash, row)
+                entry = _entry(row)
+                try:
+                    with self.db.write() as session:
+                        session.execute(insert(AuditRow), [_columns(entry)])
+                except IntegrityError:  # another process appended this id first: link to its entry instead
+                    self._last = None
+                    continue
+                self._last = (entry.id, entry.entry_hash)
+                return entry
+        raise StoreError(f"could not append to the audit log after {APPEND_ATTEMPTS} attempts (heavy contention)",
+                         code="audit_contention")
+
+    def _read_last(self) -> tuple[int, str]:
+        with self.db.read() as session:
+            last = session.execute(select(AuditRow.id, AuditRow.entry_hash).order_by(AuditRow.id.desc())
+                                   .limit(1)).first()
+        return (int(last[0]), str(last[1])) if last else (0, GENESIS)
 
     def entries(
         self,
