@@ -1,14 +1,16 @@
 """The REST service under load on loopback: identify-by-embedding against 100k templates, and verify with an image.
 
-    .venv/bin/python benchmarks/bench_service.py [--templates 100000] [--clients 16] [--seconds 30] [--workers 1]
+    .venv/bin/python benchmarks/bench_service.py [--templates 100000] [--clients 16] [--seconds 30]
+        [--workers 2] [--threads N] [--data-dir DIR]
 
 Builds a gallery (random unit vectors, 5 templates per person) in a fresh data dir, starts
 `visage serve` as a user would, then drives it with keep-alive HTTP/1.1 clients written on raw
 asyncio streams (a light load generator: the server and the generator share this machine's
 cores). Each identify request sends a new noisy copy of an enrolled vector. Prints requests/s,
-p50/p99 latency, errors and the server's resident memory before and after each phase (flat
-memory = no leak). There is no self-hosted peer to run in the same process; the figures are
-absolute.
+p50/p99 latency, errors, the CPU each request cost the server and the generator (how the
+machine was split), how often the server moved a client to another worker (``Connection:
+close``), and the server's resident memory before and after each phase (flat memory = no
+leak). There is no self-hosted peer to run in the same process; the figures are absolute.
 """
 
 from __future__ import annotations
@@ -40,16 +42,23 @@ def unit(rows: np.ndarray) -> np.ndarray:
 
 
 def build_gallery(settings: Settings, templates: int) -> np.ndarray:
-    """Enrol ``templates`` vectors through the Gallery API; returns them (probes are drawn near them)."""
+    """Enrol ``templates`` vectors through the Gallery API; returns them (probes are drawn near them).
+
+    A data dir that already holds the gallery (``--data-dir`` from an earlier run) is reused.
+    """
     rng = np.random.default_rng(0)
     vectors = unit(rng.standard_normal((templates, 128)))
     with Gallery(settings) as gallery:
+        if "bench" in {g.name for g in gallery.galleries()}:
+            people = gallery.store.person_count(gallery.get("bench")) - 1  # less the astronaut
+            if people != templates // TEMPLATES_PER_PERSON:
+                raise SystemExit(f"{settings.data_dir} holds a bench gallery of another size")
+            return vectors
         gallery.create("bench")
         for person, start in enumerate(range(0, templates, TEMPLATES_PER_PERSON)):
             rows = vectors[start : start + TEMPLATES_PER_PERSON]
             gallery.enroll_templates("bench", f"p{person:06d}",
                                      [NewTemplate(v, "0" * 64, (0.0, 0.0, 1.0, 1.0), 1.0) for v in rows])
-        gallery.identify_embedding("bench", vectors[0])  # builds and saves the index before the server starts
     return vectors
 
 
@@ -70,33 +79,48 @@ def server_rss_mb(pid: int) -> float:
 
 
 async def client(host: str, port: int, requests: list[bytes], deadline: float, latencies: list[float],
-                 statuses: list[int]) -> None:
-    """One keep-alive connection sending requests back to back until the deadline."""
+                 statuses: list[int], reconnects: list[int]) -> None:
+    """One keep-alive client sending requests back to back until the deadline.
+
+    Like any HTTP/1.1 client it opens a new connection after a response that says
+    ``Connection: close`` (the server does so to move load between its workers); the
+    reconnection is part of the next request's latency.
+    """
     reader, writer = await asyncio.open_connection(host, port)
     index = 0
     while time.perf_counter() < deadline:
         started = time.perf_counter()
+        if writer.is_closing():
+            reader, writer = await asyncio.open_connection(host, port)
+            reconnects.append(1)
         writer.write(requests[index % len(requests)])
         index += 1
         head = await reader.readuntil(b"\r\n\r\n")
-        length = 0
+        length, closing = 0, False
         for line in head.split(b"\r\n")[1:]:
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":", 1)[1])
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+            elif name.lower() == b"connection" and value.strip().lower() == b"close":
+                closing = True
         await reader.readexactly(length)
         latencies.append(time.perf_counter() - started)
         statuses.append(int(head.split(b" ", 2)[1]))
+        if closing:
+            writer.close()
     writer.close()
 
 
 async def load(host: str, port: int, requests: list[bytes], clients: int,
-               seconds: float) -> tuple[np.ndarray, list[int]]:
+               seconds: float) -> tuple[np.ndarray, list[int], int]:
     latencies: list[float] = []
     statuses: list[int] = []
+    reconnects: list[int] = []
     deadline = time.perf_counter() + seconds
     shares = [requests[i::clients] or requests for i in range(clients)]
-    await asyncio.gather(*(client(host, port, shares[i], deadline, latencies, statuses) for i in range(clients)))
-    return np.array(latencies) * 1000, statuses
+    await asyncio.gather(*(client(host, port, shares[i], deadline, latencies, statuses, reconnects)
+                           for i in range(clients)))
+    return np.array(latencies) * 1000, statuses, len(reconnects)
 
 
 def http_request(method: str, path: str, key: str, body: bytes, content_type: str) -> bytes:
@@ -114,18 +138,37 @@ def multipart(fields: dict[str, tuple[str, bytes, str]]) -> tuple[bytes, str]:
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children (the server's workers)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry.name) == pid or int(stat[1]) == pid:
+            total += (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def phase(label: str, server: subprocess.Popen[bytes], port: int, requests: list[bytes], clients: int,
           seconds: float) -> dict[str, float]:
     asyncio.run(load("127.0.0.1", port, requests, clients, min(3.0, seconds)))  # warm-up, not counted
-    before = server_rss_mb(server.pid)
-    latencies, statuses = asyncio.run(load("127.0.0.1", port, requests, clients, seconds))
+    before, server_cpu, own_cpu = server_rss_mb(server.pid), cpu_seconds(server.pid), time.process_time()
+    latencies, statuses, reconnects = asyncio.run(load("127.0.0.1", port, requests, clients, seconds))
+    server_cpu, own_cpu = cpu_seconds(server.pid) - server_cpu, time.process_time() - own_cpu
     after = server_rss_mb(server.pid)
     errors = sum(1 for s in statuses if s != 200)
     row = {"requests": len(statuses), "requests_per_s": len(statuses) / seconds,
            "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99)),
-           "errors": errors, "rss_before_mb": before, "rss_after_mb": after}
+           "errors": errors, "reconnects": reconnects, "rss_before_mb": before, "rss_after_mb": after,
+           "server_cpu_ms_per_request": server_cpu / len(statuses) * 1000,
+           "generator_cpu_ms_per_request": own_cpu / len(statuses) * 1000}
     print(f"{label:34s} {clients:7d} {row['requests_per_s']:9.1f} {row['p50_ms']:8.2f} {row['p99_ms']:8.2f} "
-          f"{errors:7d} {before:8.0f} → {after:.0f} MB")
+          f"{errors:7d} {row['server_cpu_ms_per_request']:6.2f} / {row['generator_cpu_ms_per_request']:.2f} "
+          f"{reconnects:6d} {before:8.0f} → {after:.0f} MB")
     return row
 
 
@@ -135,18 +178,25 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--verify-clients", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--workers", type=int, default=1, help="Server processes (uvicorn workers).")
+    parser.add_argument("--workers", type=int, default=2, help="Server processes.")
+    parser.add_argument("--threads", type=int, help="Threads per server process (default: the service's).")
+    parser.add_argument("--data-dir", type=Path, help="Keep (or reuse) the built gallery here instead of a temp dir.")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp)
+        data_dir = args.data_dir or Path(tmp)
         env = {**os.environ, "VISAGE_DATA_DIR": str(data_dir),
                "VISAGE_SERVICE__RATE_LIMIT_PER_MINUTE": "100000000"}  # one key drives the whole load
+        if args.threads:
+            env["VISAGE_SERVICE__THREADS"] = str(args.threads)
         settings = Settings(data_dir=data_dir)
         started = time.perf_counter()
         vectors = build_gallery(settings, args.templates)
         print(f"gallery: {args.templates:,} templates ({args.templates // TEMPLATES_PER_PERSON:,} people) "
               f"built in {time.perf_counter() - started:.0f} s")
+        photo = resources.files("visage.data").joinpath("astronaut.jpg").read_bytes()
+        with Gallery(settings) as gallery:  # before the server starts: its index is then current
+            gallery.enroll("bench", "astronaut", [photo])
         keys = ApiKeys(Gallery(settings).store.db)
         key = keys.create("bench", ["identify", "enroll", "read"], gallery="bench")[1]
         keys.db.close()
@@ -169,16 +219,14 @@ def main() -> None:
             identify = [http_request("POST", "/v1/galleries/bench/identify-embedding", key,
                                      json.dumps({"embedding": [round(float(v), 6) for v in p]}).encode(),
                                      "application/json") for p in probes]
-            photo = resources.files("visage.data").joinpath("astronaut.jpg").read_bytes()
-            with Gallery(settings) as gallery:
-                gallery.enroll("bench", "astronaut", [photo])
             body, kind = multipart({"image": ("a.jpg", photo, "image/jpeg")})
             verify = [http_request("POST", "/v1/galleries/bench/persons/astronaut/verify", key, body, kind)]
 
-            print(f"server: {args.workers} worker process(es); load generator: 1 process, asyncio; "
+            threads = args.threads or settings.service.threads
+            print(f"server: {args.workers} process(es) x {threads} threads; load generator: 1 process, asyncio; "
                   f"{os.cpu_count()} cores shared")
             print(f"{'operation':34s} {'clients':>7s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>7s} "
-                  f"{'server RSS':>10s}")
+                  f"{'CPU ms/req srv/gen':>18s} {'moves':>6s} {'server RSS':>10s}")
             report = {
                 "identify_embedding": phase(f"identify-by-embedding ({args.templates // 1000}k)", server, port,
                                             identify, args.clients, args.seconds),

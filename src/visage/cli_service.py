@@ -94,6 +94,7 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         from visage.api.app import build_services, create_app
+        from visage.api.workers import reuse_port_supported, run_workers
 
         settings = build_settings()
         chosen = {k: v for k, v in (("host", host), ("port", port), ("workers", workers)) if v}
@@ -115,5 +116,11 @@ def register(app: typer.Typer) -> None:
             uvicorn.run(create_app(services=ctx), host=service.host, port=service.port, access_log=access_log)
             return
         ctx.gallery.close()  # each worker process opens its own, from the same environment
+        if reuse_port_supported():
+            try:
+                run_workers(service.host, service.port, service.workers, access_log=access_log)
+            except OSError as exc:
+                fail(f"cannot listen on {service.host}:{service.port}: {exc.strerror}", "address_in_use")
+            return
         uvicorn.run("visage.api.app:create_app_from_environment", factory=True, host=service.host, port=service.port,
                     workers=service.workers, access_log=access_log)

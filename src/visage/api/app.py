@@ -7,12 +7,14 @@ configured database. OpenAPI at ``/docs`` and ``/openapi.json`` is the contract.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 
+import anyio.to_thread
 from fastapi import FastAPI, Response
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -28,6 +30,7 @@ from visage.api.routes_admin import router as admin_router
 from visage.api.routes_galleries import router as galleries_router
 from visage.api.routes_match import router as match_router
 from visage.api.schemas import ErrorOut
+from visage.api.workers import worker_loads
 from visage.config import Settings
 from visage.gallery import Gallery
 from visage.privacy.audit import AuditLog
@@ -63,6 +66,9 @@ def build_services(settings: Settings, gallery: Gallery | None = None) -> Servic
 def _load_models(ctx: Services) -> None:
     try:
         _ = ctx.gallery.analyzer.model
+        # What start-up made lives as long as the process: kept out of garbage collection, whose full
+        # passes over it would otherwise add pauses to request latencies.
+        gc.freeze()
         ctx.models_ready.set()
     except Exception:  # reported by /ready; the service still answers
         log.exception("the face models could not be loaded")
@@ -73,6 +79,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = ctx.settings.service.threads
         threading.Thread(target=_load_models, args=(ctx,), name="visage-models", daemon=True).start()
         yield
         ctx.gallery.close()
@@ -84,7 +91,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     errors.install(app)
 
     app.add_middleware(ServiceHeaders, version_header=(VERSION_HEADER, __version__), console_headers=CONSOLE_HEADERS,
-                       timeout_s=ctx.settings.service.request_timeout_s)
+                       timeout_s=ctx.settings.service.request_timeout_s, loads=worker_loads())
     app.add_middleware(BodyLimit, max_bytes=ctx.settings.service.max_upload_bytes)
     for router in (galleries_router, match_router, admin_router):
         app.include_router(router)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,7 +60,7 @@ class Services:
     models_ready: threading.Event = field(default_factory=threading.Event)
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     found: Services = request.app.state.services
     return found
 
@@ -72,11 +72,15 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-def require(scope: str) -> Callable[[Request], ApiKey]:
-    """A dependency: the caller's key, which must hold ``scope`` (and reach the path's gallery)."""
+def require(scope: str) -> Callable[[Request], Awaitable[ApiKey]]:
+    """A dependency: the caller's key, which must hold ``scope`` (and reach the path's gallery).
 
-    def dependency(request: Request) -> ApiKey:
-        ctx = services(request)
+    It runs on the event loop (a thread hand-off would cost more than the check): keys are
+    cached, so it reads SQL at most once per key every ``KEY_CACHE_SECONDS``.
+    """
+
+    async def dependency(request: Request) -> ApiKey:
+        ctx: Services = request.app.state.services
         text = presented_key(request)
         if not text:
             raise ApiError(401, "unauthorized", "an API key is required (Authorization: Bearer <key>)",

@@ -1,8 +1,9 @@
 """Pure ASGI middleware (no per-request task or body buffering, unlike Starlette's ``BaseHTTPMiddleware``).
 
 ``BodyLimit`` refuses oversized bodies before they are read; ``ServiceHeaders`` stamps the
-version on every response, adds the console's security headers and answers 504 when a
-request runs past the service's time limit.
+version on every response, adds the console's security headers, answers 504 when a request
+runs past the service's time limit and, when several workers serve, counts requests in flight
+and closes the connection of an overloaded worker (see :mod:`visage.api.workers`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from starlette.datastructures import MutableHeaders
 
 from visage.api.errors import error_response
+from visage.api.workers import WorkerLoads
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -33,9 +35,9 @@ class ServiceHeaders:
     """
 
     def __init__(self, app: App, *, version_header: tuple[str, str], console_headers: dict[str, str],
-                 timeout_s: float) -> None:
+                 timeout_s: float, loads: WorkerLoads | None = None) -> None:
         self.app, self.version_header, self.timeout_s = app, version_header, timeout_s
-        self.console_headers = console_headers
+        self.console_headers, self.loads = console_headers, loads
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,8 +54,12 @@ class ServiceHeaders:
                 headers[self.version_header[0]] = self.version_header[1]
                 if console:
                     headers.update(self.console_headers)
+                if self.loads is not None and self.loads.overloaded():
+                    headers["Connection"] = "close"
             await send(message)
 
+        if self.loads is not None:
+            self.loads.started()
         try:
             async with asyncio.timeout(self.timeout_s):
                 await self.app(scope, receive, send_with_headers)
@@ -64,6 +70,9 @@ class ServiceHeaders:
                 return
             response = error_response(504, "timeout", f"the request took longer than {self.timeout_s:g} s")
             await response(scope, receive, send_with_headers)
+        finally:
+            if self.loads is not None:
+                self.loads.finished()
 
 
 class BodyLimit:

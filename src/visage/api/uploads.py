@@ -7,12 +7,12 @@ from fastapi import Request, UploadFile
 from visage.api.errors import ApiError
 
 
-def expect_multipart(request: Request) -> None:
+async def expect_multipart(request: Request) -> None:
     if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise ApiError(415, "unsupported_media_type", "send images as multipart/form-data")
 
 
-def expect_json(request: Request) -> None:
+async def expect_json(request: Request) -> None:
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
         raise ApiError(415, "unsupported_media_type", "send a JSON body (Content-Type: application/json)")
 

@@ -30,6 +30,7 @@ from visage.errors import StoreError
 HNSW_NEIGHBOURS = 32  # graph degree M
 HNSW_BUILD_EFFORT = 80  # efConstruction
 COMPACT_FRACTION = 0.1
+PARALLEL_QUERIES = 16  # searches of fewer queries run on the calling thread alone
 DEFAULT_HNSW_THRESHOLD = 20_000
 
 
@@ -158,7 +159,18 @@ class FaissIndex:
         wanted = min(k, len(self))
         if wanted == 0:
             return similarities, ids
-        found_similarities, found_ids = self._index.search(queries, wanted, params=self._skip)
+        if len(queries) >= PARALLEL_QUERIES:
+            found_similarities, found_ids = self._index.search(queries, wanted, params=self._skip)
+        else:
+            # A few queries gain nothing from OpenMP, and its idle team spins on a core for milliseconds
+            # after each search (measured: a whole core under a load of single-query searches).
+            # The thread count is per calling thread, so this affects no other search.
+            threads = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(1)
+            try:
+                found_similarities, found_ids = self._index.search(queries, wanted, params=self._skip)
+            finally:
+                faiss.omp_set_num_threads(threads)
         similarities[:, :wanted], ids[:, :wanted] = found_similarities, found_ids
         return similarities, ids
 

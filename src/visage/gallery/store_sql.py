@@ -8,6 +8,7 @@ upgraded by the Alembic migrations in ``visage/migrations`` (see :mod:`visage.db
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +26,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    bindparam,
     delete,
     func,
     select,
@@ -143,7 +145,8 @@ class NewTemplate:
 _TEMPLATE_COUNT = select(func.count()).select_from(TemplateRow)
 
 
-def _gallery_record(row: GalleryRow) -> GalleryRecord:
+def _gallery_record(row: Any) -> GalleryRecord:
+    """From an ORM ``GalleryRow`` or a Core row of the galleries table."""
     model = ModelInfo(name=row.model_name, version=row.model_version, sha256=row.model_sha256)
     return GalleryRecord(row.id, row.name, model, row.dim, row.watchlist, row.revision, as_utc(row.created_at))
 
@@ -161,6 +164,13 @@ class SqlStore:
         self.db = database if isinstance(database, Database) else Database(database)
         self._read = self.db.read
         self._write = self.db.write
+        # Hot-path statements, built once (SQLAlchemy caches their compiled form).
+        self._gallery_by_name = select(GalleryRow.__table__).where(GalleryRow.name == bindparam("name"))
+        # Naming search results: plain SQL (no statement compilation), by primary key alone (with a gallery
+        # condition SQLite's planner walks the gallery index instead), the ids as one parameter.
+        owners = ("SELECT t.id, t.gallery_id, p.id, p.external_id, p.display_name FROM templates t "
+                  "JOIN persons p ON p.id = t.person_id WHERE t.id ")
+        self._owners_sql = owners + ("IN (SELECT value FROM json_each(?))" if self.db.is_sqlite else "= ANY(%s)")
 
     def close(self) -> None:
         self.db.close()
@@ -184,11 +194,11 @@ class SqlStore:
             raise ConflictError(f"a gallery named '{name}' already exists", code="gallery_exists") from None
 
     def gallery(self, name: str) -> GalleryRecord:
-        with self._read() as session:
-            row = session.scalar(select(GalleryRow).where(GalleryRow.name == name))
-            if row is None:
-                raise NotFoundError(f"no gallery named '{name}'", code="gallery_not_found")
-            return _gallery_record(row)
+        with self.db.connect() as connection:
+            row = connection.execute(self._gallery_by_name, {"name": name}).first()
+        if row is None:
+            raise NotFoundError(f"no gallery named '{name}'", code="gallery_not_found")
+        return _gallery_record(row)
 
     def galleries(self) -> list[GalleryRecord]:
         with self._read() as session:
@@ -328,12 +338,11 @@ class SqlStore:
 
     def template_people(self, gallery: GalleryRecord, template_ids: Sequence[int]) -> dict[int, TemplateOwner]:
         """Template id → its person, in one query, for ids still present (a search may race with an erase)."""
-        with self._read() as session:
-            rows = session.execute(
-                select(TemplateRow.id, PersonRow.id, PersonRow.external_id, PersonRow.display_name)
-                .join(PersonRow, PersonRow.id == TemplateRow.person_id)
-                .where(TemplateRow.gallery_id == gallery.id, TemplateRow.id.in_([int(i) for i in template_ids])))
-            return {int(t): TemplateOwner(int(p), external_id, name) for t, p, external_id, name in rows}
+        ids = [int(i) for i in template_ids]
+        with self.db.connect() as connection:
+            rows = connection.exec_driver_sql(self._owners_sql, (json.dumps(ids) if self.db.is_sqlite else ids,))
+            return {int(t): TemplateOwner(int(p), external_id, name)
+                    for t, owner_gallery, p, external_id, name in rows if owner_gallery == gallery.id}
 
     def all_vectors(self, gallery: GalleryRecord, batch: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every template of a gallery as ``(ids, vectors)`` chunks, for rebuilding an index."""

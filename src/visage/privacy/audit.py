@@ -5,11 +5,11 @@ SHA-256 (``entry_hash`` covers the entry's fields and the previous ``entry_hash`
 altered, inserted or deleted row breaks the chain from that point on. Images are never
 recorded: only what was asked (parameters, ids) and how many candidates came back.
 
-Appending must link to the true previous entry. Each process remembers the last entry it
-knows of and inserts the next one with an explicit ``id`` (last + 1): the primary key makes
+Appending must link to the true previous entry. An append reads the newest entry and inserts
+the next one with an explicit ``id`` (newest + 1) in one transaction: the primary key makes
 two appends of the same id impossible, so when another process (or server worker) appended
-first, the INSERT fails, the true last entry is read, and the append is retried. The common
-case is a single INSERT, with no lock held across statements, on SQLite and PostgreSQL alike.
+in between, the INSERT fails and the append is retried. Two statements, no lock held across
+processes, on SQLite and PostgreSQL alike; threads of one process take turns.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,7 +66,7 @@ class AuditEntry:
     entry_hash: str
 
 
-def entry_digest(prev_hash: str, row: AuditRow) -> str:
+def entry_digest(prev_hash: str, row: AuditRow | AuditEntry) -> str:
     """SHA-256 over the previous hash and the entry's fields in a canonical JSON form."""
     fields = {
         "id": row.id, "at": as_utc(row.at).astimezone(UTC).isoformat(), "actor": row.actor, "action": row.action,
@@ -91,8 +91,9 @@ class AuditLog:
 
     def __init__(self, database: Database) -> None:
         self.db = database
-        self._lock = threading.Lock()
-        self._last: tuple[int, str] | None = None  # (id, entry_hash) of the newest entry this process knows
+        self._lock = threading.Lock()  # appends from this process's threads never race each other
+        self._last = select(AuditRow.id, AuditRow.entry_hash).order_by(AuditRow.id.desc()).limit(1)
+        self._insert = insert(AuditRow)
 
     def record(
         self,
@@ -108,30 +109,19 @@ class AuditLog:
     ) -> AuditEntry:
         with self._lock:
             for _ in range(APPEND_ATTEMPTS):
-                if self._last is None:
-                    self._last = self._read_last()
-                last_id, last_hash = self._last
-                row = AuditRow(id=last_id + 1, at=utcnow(), actor=actor, action=action, gallery=gallery, person=person,
-                               purpose=purpose, details=details or {}, result_count=result_count, outcome=outcome,
-                               prev_hash=last_hash, entry_hash="")
-                row.entry_hash = entry_digest(last_hash, row)
-                entry = _entry(row)
                 try:
-                    with self.db.write() as session:
-                        session.execute(insert(AuditRow), [_columns(entry)])
-                except IntegrityError:  # another process appended this id first: link to its entry instead
-                    self._last = None
+                    with self.db.begin() as connection:
+                        last = connection.execute(self._last).first()
+                        last_id, last_hash = (int(last[0]), str(last[1])) if last else (0, GENESIS)
+                        draft = AuditEntry(last_id + 1, utcnow(), actor, action, gallery, person, purpose,
+                                           dict(details or {}), result_count, outcome, last_hash, "")
+                        entry = replace(draft, entry_hash=entry_digest(last_hash, draft))
+                        connection.execute(self._insert, _columns(entry))
+                    return entry
+                except IntegrityError:  # another process appended between our read and our insert: read again
                     continue
-                self._last = (entry.id, entry.entry_hash)
-                return entry
         raise StoreError(f"could not append to the audit log after {APPEND_ATTEMPTS} attempts (heavy contention)",
                          code="audit_contention")
-
-    def _read_last(self) -> tuple[int, str]:
-        with self.db.read() as session:
-            last = session.execute(select(AuditRow.id, AuditRow.entry_hash).order_by(AuditRow.id.desc())
-                                   .limit(1)).first()
-        return (int(last[0]), str(last[1])) if last else (0, GENESIS)
 
     def entries(
         self,
