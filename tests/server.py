@@ -31,14 +31,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(data_dir: Path) -> Iterator[Server]:
+def running_server(data_dir: Path, *, workers: int = 1) -> Iterator[Server]:
     """The server is stopped with Ctrl-C (SIGINT) at the end and must exit cleanly."""
     port = free_port()
     env = {**os.environ, "VISAGE_DATA_DIR": str(data_dir)}
     log_path = data_dir / "server.log"
     data_dir.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "visage.cli", "serve", "--port", str(port)], env=env,
+        process = subprocess.Popen([sys.executable, "-m", "visage.cli", "serve", "--port", str(port),
+                                    "--workers", str(workers)], env=env,
                                    stdout=log, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -251,3 +251,34 @@ def test_a_slow_request_gets_504(tmp_path: Path, analyzer: FaceAnalyzer, astrona
         assert slow.status_code == 504 and slow.json()["code"] == "timeout"
         assert slow.headers["X-Visage-Version"] == __version__
         assert "Content-Security-Policy" not in slow.headers  # that is for the console's pages
+
+
+def test_an_overloaded_worker_closes_connections_so_clients_move(tmp_path: Path) -> None:
+    """With several workers, one with 2+ more requests in flight than the least busy answers Connection: close."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from visage.api.middleware import ServiceHeaders
+    from visage.api.workers import WorkerLoads
+
+    counts = [0, 0]
+    seen_in_flight: list[int] = []
+
+    def page(_: Request) -> PlainTextResponse:
+        seen_in_flight.append(counts[0])
+        return PlainTextResponse("ok")
+
+    endpoint = Starlette(routes=[Route("/", page)])
+    app = ServiceHeaders(endpoint, version_header=("X-Visage-Version", "test"), console_headers={}, timeout_s=5,
+                         loads=WorkerLoads(counts, 0))
+    with TestClient(app) as client:
+        calm = client.get("/")
+        assert "connection" not in calm.headers and seen_in_flight == [1]
+        counts[0] += 2  # two more requests of ours in flight, none in the other worker
+        busy = client.get("/")
+        assert busy.headers["connection"] == "close" and busy.text == "ok"
+        counts[1] += 2
+        assert "connection" not in client.get("/").headers
+    assert counts == [2, 2]  # every request counted out again
