@@ -19,7 +19,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from visage.gallery.index_faiss import FaissIndex
+from visage.gallery.index_faiss import FaissIndex, search_effort
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -69,8 +69,9 @@ def main() -> None:
     parser.add_argument("--faiss", type=int, default=1_000_000)
     parser.add_argument("--milvus", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--ef-search", type=int, nargs="+", default=[128, 256, 512],
-                        help="HNSW efSearch values measured on the same build.")
+    parser.add_argument("--ef-search", type=int, nargs="+",
+                        help="HNSW efSearch values measured on the same build (default: half, once and twice the "
+                        "size's default).")
     args = parser.parse_args()
     print(f"{'backend':<28} {'vectors':>9} {'build s':>9} {'RSS MB':>10} {'p50 ms':>8} {'p99 ms':>8} {'recall@1':>9}")
 
@@ -79,16 +80,18 @@ def main() -> None:
     ids = np.arange(len(vectors), dtype=np.int64)
     baseline = rss_mb()
     started = time.perf_counter()
-    index = FaissIndex(128, hnsw_threshold=100_000)
+    index = FaissIndex(128)
     for start in range(0, len(vectors), 50_000):
         index.add(ids[start : start + 50_000], vectors[start : start + 50_000])
     build = time.perf_counter() - started
     memory = rss_mb() - baseline
     faiss.omp_set_num_threads(1)  # single queries: measure the latency one request sees
-    for ef_search in args.ef_search if index.kind == "hnsw" else [0]:
+    default = search_effort(len(vectors))
+    for ef_search in (args.ef_search or [default // 2, default, default * 2]) if index.kind == "hnsw" else [0]:
         index.set_search_effort(ef_search)
         times, found = latencies(index.search, probes)
         label = f"FAISS {index.kind}" + (f" ef={ef_search}" if ef_search else "")
+        label += " (default)" if ef_search and ef_search == search_effort(len(vectors)) else ""
         report(label, len(vectors), build, f"+{memory:.0f}", times, float(np.mean(found == truth)))
     del index, vectors
 
