@@ -115,6 +115,9 @@ def test_every_auth_failure_has_its_status(api: tuple[TestClient, Services, dict
     assert other.status_code == 403 and "gallery 'staff'" in other.json()["message"]
     assert client.post("/v1/galleries", json={"name": "x"}, headers=keys["desk"]).status_code == 403
     assert client.get("/v1/audit", headers=keys["desk"]).status_code == 403
+    assert client.get("/v1/audit/verify", headers=keys["desk"]).status_code == 403
+    verified = client.get("/v1/audit/verify", headers=keys["admin"]).json()
+    assert verified["ok"] is True and verified["entries"] >= 1, verified
     listed = client.get("/v1/galleries", headers=keys["desk"]).json()
     assert [g["name"] for g in listed] == ["staff"]  # a restricted key sees only its gallery
 

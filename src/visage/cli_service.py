@@ -1,7 +1,8 @@
-"""``visage serve`` and ``visage keys``: the REST service and its API keys."""
+"""``visage serve``, ``visage keys`` and ``visage audit``: the REST service, its API keys and its audit log."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -11,6 +12,7 @@ from visage.errors import VisageError
 
 if TYPE_CHECKING:
     from visage.api.keys import ApiKeys
+    from visage.privacy.audit import AuditLog
 
 keys_app = typer.Typer(help="Create, list and revoke API keys for the REST service.", no_args_is_help=True)
 
@@ -79,8 +81,54 @@ def keys_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix, as
     out.print(f"revoked {record.prefix} ({record.name})", markup=False)
 
 
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+
+
+def _audit() -> AuditLog:
+    from visage.db import Database, sqlite_url
+    from visage.privacy.audit import open_audit_log
+
+    settings = build_settings()
+    try:
+        return open_audit_log(Database(settings.gallery.database_url or sqlite_url(settings.data_dir)), settings)
+    except VisageError as exc:
+        fail(exc)
+
+
+@audit_app.command("verify")
+def audit_verify(as_json: JsonOption = False) -> None:
+    """Check the whole hash chain and every signed checkpoint; exit 1 at the first departure found."""
+    log = _audit()
+    found = log.verify()
+    log.db.close()
+    if as_json:
+        print_json(dataclasses.asdict(found))
+    elif found.ok:
+        out.print(f"audit log intact: {found.entries} entries, {found.checkpoints} signed checkpoints; "
+                  f"{found.unsigned} newest entries not yet covered by a checkpoint", markup=False)
+    else:
+        where = f" (entry {found.first_bad_entry})" if found.first_bad_entry is not None else ""
+        err.print(f"audit log TAMPERED{where}: {found.problem}", markup=False)
+    if not found.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Sign the newest entry now (the service also signs one every privacy.audit_checkpoint_every entries)."""
+    log = _audit()
+    try:
+        made = log.checkpoint()
+    except VisageError as exc:
+        fail(exc)
+    log.db.close()
+    out.print("the audit log is empty" if made is None else
+              f"checkpoint {made.id} signs entries up to {made.entry_id} (key {made.key_id})", markup=False)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(keys_app, name="keys")
+    app.add_typer(audit_app, name="audit")
 
     @app.command()
     def serve(

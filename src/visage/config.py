@@ -147,6 +147,21 @@ class ServiceSettings(BaseModel):
     max_page_size: int = Field(500, ge=1, description="Largest ``limit`` a list request may ask for.")
 
 
+class PrivacySettings(BaseModel):
+    """Safeguards: the audit log's signed checkpoints."""
+
+    model_config = {"extra": "forbid"}
+
+    audit_key_file: Path | None = Field(
+        None, description="HMAC key that signs audit checkpoints (hex); default data_dir/keys/audit-hmac.key, "
+        "created on first use. VISAGE_AUDIT_HMAC_KEY (hex) overrides it. Keep it outside the database's backups.",
+    )
+    audit_checkpoint_every: int = Field(
+        1000, ge=1, description="Sign a checkpoint every this many audit entries (entries after the last one "
+        "could be cut off undetected).",
+    )
+
+
 class Settings(BaseSettings):
     """Everything a ``FaceAnalyzer`` (and later the gallery and service) needs."""
 
@@ -163,6 +178,7 @@ class Settings(BaseSettings):
     quality: QualitySettings = QualitySettings()
     gallery: GallerySettings = GallerySettings()
     service: ServiceSettings = ServiceSettings()
+    privacy: PrivacySettings = PrivacySettings()
     operating_point: str = Field(
         "accuracy", description="Named decision threshold from the model card used by verify()."
     )

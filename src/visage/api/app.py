@@ -33,7 +33,7 @@ from visage.api.schemas import ErrorOut
 from visage.api.workers import worker_loads
 from visage.config import Settings
 from visage.gallery import Gallery
-from visage.privacy.audit import AuditLog
+from visage.privacy.audit import open_audit_log
 
 log = logging.getLogger(__name__)
 VERSION_HEADER = "X-Visage-Version"
@@ -59,7 +59,7 @@ def build_services(settings: Settings, gallery: Gallery | None = None) -> Servic
                                           "max_file_bytes": min(settings.max_file_bytes,
                                                                 settings.service.max_upload_bytes)})
     gallery = gallery or Gallery(limited)
-    return Services(limited, gallery, ApiKeys(gallery.store.db), AuditLog(gallery.store.db),
+    return Services(limited, gallery, ApiKeys(gallery.store.db), open_audit_log(gallery.store.db, limited),
                     RateLimiter(settings.service.rate_limit_per_minute))
 
 

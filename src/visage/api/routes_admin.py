@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Annotated
 
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from visage.api.auth import Services, audited, require, services
 from visage.api.keys import ApiKey
 from visage.api.routes_galleries import page_bounds
-from visage.api.schemas import AuditOut, KeyIn, KeyOut, NewKeyOut, Page
+from visage.api.schemas import AuditOut, AuditVerificationOut, KeyIn, KeyOut, NewKeyOut, Page
 from visage.api.uploads import expect_json
 
 router = APIRouter(prefix="/v1", tags=["admin"])
@@ -57,3 +58,12 @@ def audit(
     entries, total = ctx.audit.entries(actor=actor, action=action, gallery=gallery, person=person, since=since,
                                        until=until, offset=offset, limit=limit)
     return Page[AuditOut](items=[AuditOut.of(e) for e in entries], offset=offset, limit=limit, total=total)
+
+
+@router.get("/audit/verify", response_model=AuditVerificationOut)
+def verify_audit(ctx: Ctx, key: Admin) -> AuditVerificationOut:
+    """Check the hash chain and every signed checkpoint; ``ok`` is false at the first departure found."""
+    with audited(ctx, key, "audit.verify") as note:
+        found = ctx.audit.verify()
+        note.details.update(ok=found.ok, first_bad_entry=found.first_bad_entry)
+        return AuditVerificationOut(**dataclasses.asdict(found))

@@ -209,3 +209,12 @@ class AuditOut(BaseModel):
     def of(cls, e: AuditEntry) -> AuditOut:
         return cls(id=e.id, at=e.at, actor=e.actor, action=e.action, gallery=e.gallery, person=e.person,
                    purpose=e.purpose, details=e.details, result_count=e.result_count, outcome=e.outcome)
+
+
+class AuditVerificationOut(BaseModel):
+    ok: bool
+    entries: int = Field(description="Entries checked in order, up to the first problem.")
+    checkpoints: int = Field(description="Signed checkpoints stored.")
+    first_bad_entry: int | None = Field(description="Where the log first departs from what was written.")
+    problem: str | None
+    unsigned: int = Field(description="Newest entries no checkpoint covers yet.")

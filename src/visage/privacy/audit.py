@@ -25,8 +25,10 @@ from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, func, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from visage.config import Settings
 from visage.db import Base, Database, as_utc, utcnow
 from visage.errors import StoreError
+from visage.privacy.signing import AuditSigner
 
 GENESIS = "0" * 64
 # Appends that lose the race for an id retry; this many losses in a row means something is wrong.
@@ -48,6 +50,43 @@ class AuditRow(Base):
     outcome: Mapped[str] = mapped_column(String(64))
     prev_hash: Mapped[str] = mapped_column(String(64))
     entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+class CheckpointRow(Base):
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    entry_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), index=True)
+    entry_hash: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(64))
+    mac: Mapped[str] = mapped_column(String(64))
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    id: int
+    at: datetime
+    entry_id: int
+    entry_hash: str
+    key_id: str
+
+
+@dataclass(frozen=True)
+class AuditVerification:
+    """What ``verify`` found: ``ok`` when the chain and every checkpoint hold.
+
+    ``first_bad_entry`` is the id where the log first departs from what was written (None when
+    only a checkpoint's signature is wrong); ``unsigned`` counts the newest entries no checkpoint
+    covers yet (they could have been cut off without a trace).
+    """
+
+    ok: bool
+    entries: int
+    checkpoints: int
+    first_bad_entry: int | None
+    problem: str | None
+    unsigned: int
 
 
 @dataclass(frozen=True)
@@ -89,8 +128,9 @@ def _entry(row: AuditRow) -> AuditEntry:
 class AuditLog:
     """Append and read the audit trail. Thread-safe."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, signer: AuditSigner | None = None, *, checkpoint_every: int = 1000) -> None:
         self.db = database
+        self.signer, self.checkpoint_every = signer, checkpoint_every
         self._lock = threading.Lock()  # appends from this process's threads never race each other
         self._last = select(AuditRow.id, AuditRow.entry_hash).order_by(AuditRow.id.desc()).limit(1)
         self._insert = insert(AuditRow)
@@ -117,11 +157,84 @@ class AuditLog:
                                            dict(details or {}), result_count, outcome, last_hash, "")
                         entry = replace(draft, entry_hash=entry_digest(last_hash, draft))
                         connection.execute(self._insert, _columns(entry))
-                    return entry
                 except IntegrityError:  # another process appended between our read and our insert: read again
                     continue
+                if self.signer is not None and entry.id % self.checkpoint_every == 0:
+                    self.checkpoint()
+                return entry
         raise StoreError(f"could not append to the audit log after {APPEND_ATTEMPTS} attempts (heavy contention)",
                          code="audit_contention")
+
+    def checkpoint(self) -> Checkpoint | None:
+        """Sign the newest entry (None when the log is empty); needs a signer."""
+        if self.signer is None:
+            raise StoreError("no audit signing key is configured", code="no_signing_key")
+        with self.db.begin() as connection:
+            last = connection.execute(self._last).first()
+            if last is None:
+                return None
+            at = utcnow()
+            mac = self.signer.mac(int(last[0]), str(last[1]), at)
+            row_id = connection.execute(insert(CheckpointRow).values(
+                at=at, entry_id=int(last[0]), entry_hash=str(last[1]), key_id=self.signer.key_id, mac=mac,
+            )).inserted_primary_key
+        return Checkpoint(int(row_id[0]) if row_id else 0, at, int(last[0]), str(last[1]), self.signer.key_id)
+
+    def verify(self, batch: int = 5000) -> AuditVerification:
+        """Walk the whole chain, then check every checkpoint: the first departure is reported.
+
+        Caught: an edited entry (its hash no longer matches), a deleted or inserted one (ids
+        stop being consecutive, or an entry no longer links to its predecessor), reordered
+        entries (links break), a chain rewritten with fresh hashes (signed checkpoints disagree)
+        and a cut-off tail (the log ends before its newest checkpoint).
+        """
+        expected, previous, entries = 1, GENESIS, 0
+        problem: tuple[int | None, str] | None = None
+        last_seen = 0
+        while problem is None:
+            with self.db.read() as session:
+                rows = list(session.scalars(select(AuditRow).where(AuditRow.id >= expected)
+                                            .order_by(AuditRow.id).limit(batch)))
+            if not rows:
+                break
+            for row in rows:
+                if row.id != expected:
+                    problem = (row.id, f"entries are missing before entry {row.id} (expected entry {expected})")
+                elif row.prev_hash != previous:
+                    problem = (row.id, f"entry {row.id} does not link to the entry before it "
+                                       "(an entry was removed, inserted or moved)")
+                elif entry_digest(row.prev_hash, row) != row.entry_hash:
+                    problem = (row.id, f"entry {row.id} was altered after it was written")
+                if problem is not None:
+                    break
+                previous, expected, entries, last_seen = row.entry_hash, row.id + 1, entries + 1, row.id
+        with self.db.read() as session:
+            if problem is None:  # nothing may follow a broken id sequence unnoticed
+                stray = session.scalar(select(func.min(AuditRow.id)).where(AuditRow.id < 1))
+                if stray is not None:
+                    problem = (int(stray), f"entry {stray} has an id before the first entry")
+            checkpoints = list(session.scalars(select(CheckpointRow).order_by(CheckpointRow.id)))
+            signed_up_to = 0
+            for checkpoint in checkpoints if problem is None else []:
+                signed_up_to = max(signed_up_to, checkpoint.entry_id)
+                found = session.scalar(select(AuditRow.entry_hash).where(AuditRow.id == checkpoint.entry_id))
+                if self.signer is not None and checkpoint.key_id == self.signer.key_id and \
+                        not self.signer.verify(checkpoint.entry_id, checkpoint.entry_hash, as_utc(checkpoint.at),
+                                               checkpoint.mac):
+                    problem = (None, f"checkpoint {checkpoint.id} does not carry a valid signature (forged or altered)")
+                elif found is None:
+                    problem = (last_seen + 1, f"entries up to {checkpoint.entry_id} were signed by checkpoint "
+                                              f"{checkpoint.id} but the log ends at entry {last_seen} (cut off)")
+                elif found != checkpoint.entry_hash:
+                    problem = (checkpoint.entry_id, f"entry {checkpoint.entry_id} differs from what checkpoint "
+                                                    f"{checkpoint.id} signed (the chain was rewritten)")
+                if problem is not None:
+                    break
+        unverifiable = [c.id for c in checkpoints if self.signer is None or c.key_id != self.signer.key_id]
+        if problem is None and unverifiable:
+            problem = (None, f"{len(unverifiable)} checkpoint(s) were signed with another key and cannot be checked")
+        return AuditVerification(problem is None, entries, len(checkpoints), problem[0] if problem else None,
+                                 problem[1] if problem else None, max(0, last_seen - signed_up_to))
 
     def entries(
         self,
@@ -148,3 +261,9 @@ class AuditLog:
             rows = session.scalars(select(AuditRow).where(*conditions).order_by(AuditRow.id.desc())
                                    .offset(offset).limit(limit))
             return [_entry(r) for r in rows], int(total or 0)
+
+
+def open_audit_log(database: Database, settings: Settings) -> AuditLog:
+    """The audit log of ``database``, signing checkpoints with the configured key (created if missing)."""
+    key_file = settings.privacy.audit_key_file or settings.data_dir / "keys" / "audit-hmac.key"
+    return AuditLog(database, AuditSigner.load(key_file), checkpoint_every=settings.privacy.audit_checkpoint_every)
