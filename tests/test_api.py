@@ -285,3 +285,18 @@ def test_an_overloaded_worker_closes_connections_so_clients_move(tmp_path: Path)
         counts[1] += 2
         assert "connection" not in client.get("/").headers
     assert counts == [2, 2]  # every request counted out again
+
+
+def test_a_watchlist_search_without_a_purpose_is_refused_and_audited(
+        api: tuple[TestClient, Services, dict[str, dict[str, str]]]) -> None:
+    client, _, keys = api
+    admin = keys["admin"]
+    assert client.post("/v1/galleries", json={"name": "wanted", "watchlist": True}, headers=admin).status_code == 201
+    probe = {"embedding": [1.0] + [0.0] * 127}
+    refused = client.post("/v1/galleries/wanted/identify-embedding", json=probe, headers=admin)
+    assert refused.status_code == 422 and refused.json()["code"] == "purpose_required"
+    allowed = client.post("/v1/galleries/wanted/identify-embedding", json={**probe, "purpose": "case 12"},
+                          headers=admin)
+    assert allowed.status_code == 200 and allowed.json()["candidates"] == []
+    logged = client.get("/v1/audit", params={"gallery": "wanted", "action": "identify"}, headers=admin).json()
+    assert [(e["outcome"], e["purpose"]) for e in logged["items"]] == [("ok", "case 12"), ("purpose_required", None)]

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from visage import FaceAnalyzer, Settings
-from visage.errors import ConflictError, EmbeddingError, NotFoundError, StoreError
+from visage.config import PrivacySettings
+from visage.errors import ConflictError, EmbeddingError, InvalidInputError, NotFoundError, StoreError
 from visage.gallery.api import Gallery
 from visage.gallery.index_faiss import FaissIndex
 from visage.gallery.store_sql import NewTemplate, SqlStore
@@ -100,6 +101,23 @@ def test_identify_ranks_people_and_uses_every_template(gallery: Gallery) -> None
     assert result.candidates[0].similarity == pytest.approx(expected, abs=1e-5) and result.candidates[0].same
     assert not result.candidates[1].same  # random vectors are far apart
     assert len({c.external_id for c in result.candidates}) == 3  # people, not templates
+
+
+def test_a_watchlist_is_searched_only_for_a_stated_purpose(gallery: Gallery, astronaut: np.ndarray) -> None:
+    gallery.create("wanted", watchlist=True)
+    vector = unit_vectors(1, seed=8)[0]
+    enroll_vectors(gallery, "wanted", "w1", vector[None])
+    for missing in (None, "", "   "):
+        with pytest.raises(InvalidInputError) as refused:
+            gallery.identify_embedding("wanted", vector, purpose=missing)
+        assert refused.value.code == "purpose_required" and "watchlist" in refused.value.message
+    with pytest.raises(InvalidInputError):
+        gallery.identify("wanted", astronaut)  # refused before any face is analysed
+    assert gallery.identify_embedding("wanted", vector, purpose="incident 4711").candidates[0].external_id == "w1"
+    assert gallery.identify_embedding("staff", vector).candidates == []  # ordinary galleries need none by default
+    gallery.settings = gallery.settings.model_copy(update={"privacy": PrivacySettings(require_purpose=True)})
+    with pytest.raises(InvalidInputError):
+        gallery.identify_embedding("staff", vector)
 
 
 def test_enrol_templates_normalises_and_checks_vectors(gallery: Gallery) -> None:

@@ -167,6 +167,7 @@ def register(app: typer.Typer) -> None:
         images: Annotated[list[Path], typer.Argument(help="Images whose faces to identify.")],
         top_k: Annotated[int | None, typer.Option(help="Candidates per face.")] = None,
         operating_point: IdentifyPointOption = None,
+        purpose: Annotated[str | None, typer.Option(help="Why this search is made (required for watchlists).")] = None,
         as_json: JsonOption = False,
     ) -> None:
         """Who is in these images? Every face with its best candidates."""
@@ -174,9 +175,10 @@ def register(app: typer.Typer) -> None:
         with open_gallery() as g:
             for image in expand_images(list(images)):
                 try:
-                    found = g.identify(gallery, image, top_k=top_k, operating_point=operating_point)
+                    found = g.identify(gallery, image, top_k=top_k, operating_point=operating_point,
+                                       purpose=purpose)
                 except VisageError as exc:
-                    if exc.code in ("gallery_not_found", "model_mismatch", "no_threshold"):
+                    if exc.code in ("gallery_not_found", "model_mismatch", "no_threshold", "purpose_required"):
                         fail(exc)
                     rows.append({"image": str(image), "error": {"code": exc.code, "message": exc.message}})
                     continue

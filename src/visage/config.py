@@ -148,13 +148,16 @@ class ServiceSettings(BaseModel):
 
 
 class PrivacySettings(BaseModel):
-    """Safeguards: the audit log's signed checkpoints."""
+    """Safeguards: stated purposes and the audit log's signed checkpoints."""
 
     model_config = {"extra": "forbid"}
 
     audit_key_file: Path | None = Field(
         None, description="HMAC key that signs audit checkpoints (hex); default data_dir/keys/audit-hmac.key, "
         "created on first use. VISAGE_AUDIT_HMAC_KEY (hex) overrides it. Keep it outside the database's backups.",
+    )
+    require_purpose: bool = Field(
+        False, description="Every identification must state its purpose (watchlist galleries always require one).",
     )
     audit_checkpoint_every: int = Field(
         1000, ge=1, description="Sign a checkpoint every this many audit entries (entries after the last one "

@@ -23,7 +23,8 @@ Ctx = Annotated[Services, Depends(services)]
 Image = Annotated[UploadFile, File(description="A photo (JPEG, PNG, WebP, BMP, TIFF).")]
 TopK = Annotated[int | None, Form(ge=1, le=100)]
 OperatingPoint = Annotated[str | None, Form(max_length=40, description="fmr=R or fpir=R; default: the server's.")]
-Purpose = Annotated[str | None, Form(max_length=1000, description="Why this search is made (audited).")]
+Purpose = Annotated[str | None, Form(max_length=1000, description="Why this search is made (audited; required "
+                                                                   "for watchlist galleries).")]
 MULTIPART = [Depends(expect_multipart)]
 
 
@@ -63,7 +64,7 @@ def identify(gallery: str, image: Image, ctx: Ctx, key: Annotated[ApiKey, Depend
     details = {"top_k": top_k, "operating_point": operating_point, "input": "image"}
     with audited(ctx, key, "identify", gallery=gallery, purpose=purpose, details=details) as note:
         found = ctx.gallery.identify(gallery, read_uploads([image])[1][0], top_k=top_k,
-                                     operating_point=operating_point)
+                                     operating_point=operating_point, purpose=purpose)
         note.result_count = sum(len(i.candidates) for i in found)
         note.details["faces"] = len(found)
         return [IdentificationOut.of(i) for i in found]
@@ -77,7 +78,7 @@ def identify_embedding(gallery: str, body: IdentifyEmbeddingIn, ctx: Ctx,
     details = {"top_k": body.top_k, "operating_point": body.operating_point, "input": "embedding"}
     with audited(ctx, key, "identify", gallery=gallery, purpose=body.purpose, details=details) as note:
         found = ctx.gallery.identify_embedding(gallery, np.asarray(body.embedding), top_k=body.top_k,
-                                               operating_point=body.operating_point)
+                                               operating_point=body.operating_point, purpose=body.purpose)
         note.result_count = len(found.candidates)
         return IdentificationOut.of(found)
 

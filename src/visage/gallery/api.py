@@ -470,10 +470,21 @@ class Gallery:
             return (best[0] + best[1]) / 2
         return best[0]
 
+    def _check_purpose(self, gallery: GalleryRecord, purpose: str | None) -> None:
+        """Searching a watchlist (or any gallery, with ``privacy.require_purpose``) needs a stated purpose."""
+        if (gallery.watchlist or self.settings.privacy.require_purpose) and not (purpose or "").strip():
+            why = "is a watchlist" if gallery.watchlist else "is searched only for a stated purpose (privacy settings)"
+            raise InvalidInputError(f"gallery '{gallery.name}' {why}: say why this search is made (purpose)",
+                                    code="purpose_required")
+
     def identify(self, gallery_name: str, image: ImageSource, *, top_k: int | None = None,
-                 operating_point: str | None = None) -> list[Identification]:
-        """Every face in the image with its top-k enrolled candidates."""
+                 operating_point: str | None = None, purpose: str | None = None) -> list[Identification]:
+        """Every face in the image with its top-k enrolled candidates.
+
+        ``purpose`` says why the search is made; watchlist galleries refuse a search without one.
+        """
         gallery = self._bound(gallery_name)
+        self._check_purpose(gallery, purpose)
         threshold = self._identify_threshold(gallery, operating_point)
         faces = self.analyzer.analyze(image)
         if len(faces) == 0 or faces.embeddings is None:
@@ -482,9 +493,10 @@ class Gallery:
         return [identification(faces[i], c, threshold) for i, c in enumerate(per_face)]
 
     def identify_embedding(self, gallery_name: str, embedding: np.ndarray, *, top_k: int | None = None,
-                           operating_point: str | None = None) -> Identification:
-        """Candidates for a raw embedding made by the gallery's model (normalised here)."""
+                           operating_point: str | None = None, purpose: str | None = None) -> Identification:
+        """Candidates for a raw embedding made by the gallery's model (normalised here); ``purpose`` as for identify."""
         gallery = self._bound(gallery_name)
+        self._check_purpose(gallery, purpose)
         query = unit_vector(gallery, embedding)[None]
         threshold = self._identify_threshold(gallery, operating_point)
         candidates = self._candidates(gallery, query, top_k or self.settings.gallery.top_k, threshold.value)[0]
