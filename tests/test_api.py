@@ -15,7 +15,7 @@ from PIL import Image
 from visage import FaceAnalyzer, Settings, __version__
 from visage.api.app import build_services, create_app
 from visage.api.auth import Services
-from visage.gallery import Gallery
+from visage.gallery import Gallery, NewTemplate
 
 
 def jpeg(array: np.ndarray) -> bytes:
@@ -289,7 +289,7 @@ def test_an_overloaded_worker_closes_connections_so_clients_move(tmp_path: Path)
 
 def test_a_watchlist_search_without_a_purpose_is_refused_and_audited(
         api: tuple[TestClient, Services, dict[str, dict[str, str]]]) -> None:
-    client, _, keys = api
+    client, ctx, keys = api
     admin = keys["admin"]
     assert client.post("/v1/galleries", json={"name": "wanted", "watchlist": True}, headers=admin).status_code == 201
     probe = {"embedding": [1.0] + [0.0] * 127}
@@ -300,3 +300,17 @@ def test_a_watchlist_search_without_a_purpose_is_refused_and_audited(
     assert allowed.status_code == 200 and allowed.json()["candidates"] == []
     logged = client.get("/v1/audit", params={"gallery": "wanted", "action": "identify"}, headers=admin).json()
     assert [(e["outcome"], e["purpose"]) for e in logged["items"]] == [("ok", "case 12"), ("purpose_required", None)]
+
+    ctx.gallery.enroll_templates("wanted", "w1", [NewTemplate(np.asarray(probe["embedding"], np.float32), "0" * 64,
+                                                              (0, 0, 1, 1), 1.0),
+                                                  NewTemplate(np.asarray(probe["embedding"], np.float32), "1" * 64,
+                                                              (0, 0, 1, 1), 1.0)])
+    matched = client.post("/v1/galleries/wanted/identify-embedding", json={**probe, "purpose": "case 12"},
+                          headers=admin).json()
+    assert matched["candidates"][0]["external_id"] == "w1" and matched["candidates"][0]["same"]
+    report = client.get("/v1/report", headers=admin).json()
+    rows = {(r["gallery"], r["action"], r["purpose"]): r for r in report}
+    searched = rows[("wanted", "identify", "case 12")]
+    assert (searched["operations"], searched["matches"], searched["failed"]) == (2, 1, 0)
+    assert rows[("wanted", "identify", None)]["failed"] == 1 and searched["week"].startswith("20")
+    assert client.get("/v1/report", headers=keys["desk"]).status_code == 403

@@ -145,6 +145,9 @@ def test_audit_cli_verifies_and_signs(tmp_path: Path) -> None:
     assert "entries up to 3" in signed.stdout
     intact = visage("audit", "verify", "--json", env_data_dir=tmp_path)
     assert json.loads(intact.stdout)["ok"] is True
+    report = json.loads(visage("report", "--json", env_data_dir=tmp_path).stdout)
+    assert [(r["action"], r["actor"], r["operations"], r["matches"]) for r in report] == [("identify", "key:x", 3, 0)]
+    assert json.loads(visage("report", "--json", "--since", "2999-01-01", env_data_dir=tmp_path).stdout) == []
     with Database(f"sqlite:///{tmp_path / 'visage.db'}").engine.begin() as connection:
         tamper_edit_second(connection)
     broken = visage("audit", "verify", env_data_dir=tmp_path, check=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -129,6 +130,30 @@ def audit_checkpoint() -> None:
 def register(app: typer.Typer) -> None:
     app.add_typer(keys_app, name="keys")
     app.add_typer(audit_app, name="audit")
+
+    @app.command()
+    def report(
+        since: Annotated[datetime | None, typer.Option(help="From this time (UTC unless it says otherwise).")] = None,
+        until: Annotated[datetime | None, typer.Option(help="Up to this time.")] = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Transparency report from the audit log: operations and matches per week, gallery, purpose and key."""
+        from visage.db import as_utc
+        from visage.privacy.report import transparency_report
+
+        log = _audit()
+        rows = transparency_report(log, since=as_utc(since) if since else None,
+                                   until=as_utc(until) if until else None)
+        log.db.close()
+        if as_json:
+            print_json([dataclasses.asdict(row) for row in rows])
+            return
+        if not rows:
+            out.print("no operations recorded in that period", markup=False)
+        for row in rows:
+            failed = f", {row.failed} refused or failed" if row.failed else ""
+            out.print(f"{row.week}  {row.gallery or '-'}  {row.action}  purpose={row.purpose or '-'}  {row.actor}: "
+                      f"{row.operations} operations, {row.matches} matches{failed}", markup=False)
 
     @app.command()
     def serve(

@@ -11,8 +11,9 @@ from fastapi import APIRouter, Depends, Query
 from visage.api.auth import Services, audited, require, services
 from visage.api.keys import ApiKey
 from visage.api.routes_galleries import page_bounds
-from visage.api.schemas import AuditOut, AuditVerificationOut, KeyIn, KeyOut, NewKeyOut, Page
+from visage.api.schemas import AuditOut, AuditVerificationOut, KeyIn, KeyOut, NewKeyOut, Page, ReportRowOut
 from visage.api.uploads import expect_json
+from visage.privacy.report import transparency_report
 
 router = APIRouter(prefix="/v1", tags=["admin"])
 Ctx = Annotated[Services, Depends(services)]
@@ -67,3 +68,9 @@ def verify_audit(ctx: Ctx, key: Admin) -> AuditVerificationOut:
         found = ctx.audit.verify()
         note.details.update(ok=found.ok, first_bad_entry=found.first_bad_entry)
         return AuditVerificationOut(**dataclasses.asdict(found))
+
+
+@router.get("/report", response_model=list[ReportRowOut])
+def report(ctx: Ctx, _: Admin, since: datetime | None = None, until: datetime | None = None) -> list[ReportRowOut]:
+    """Transparency report: operations and matches per ISO week, gallery, action, purpose and key."""
+    return [ReportRowOut(**dataclasses.asdict(row)) for row in transparency_report(ctx.audit, since=since, until=until)]

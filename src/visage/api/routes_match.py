@@ -67,6 +67,7 @@ def identify(gallery: str, image: Image, ctx: Ctx, key: Annotated[ApiKey, Depend
                                      operating_point=operating_point, purpose=purpose)
         note.result_count = sum(len(i.candidates) for i in found)
         note.details["faces"] = len(found)
+        note.details["matches"] = sum(c.same for i in found for c in i.candidates)
         return [IdentificationOut.of(i) for i in found]
 
 
@@ -80,6 +81,7 @@ def identify_embedding(gallery: str, body: IdentifyEmbeddingIn, ctx: Ctx,
         found = ctx.gallery.identify_embedding(gallery, np.asarray(body.embedding), top_k=body.top_k,
                                                operating_point=body.operating_point, purpose=body.purpose)
         note.result_count = len(found.candidates)
+        note.details["matches"] = sum(c.same for c in found.candidates)
         return IdentificationOut.of(found)
 
 
@@ -94,4 +96,5 @@ def verify(gallery: str, external_id: str, image: Image, ctx: Ctx,
         result = ctx.gallery.verify(gallery, external_id, read_uploads([image])[1][0],
                                     operating_point=operating_point)
         note.result_count = int(result.same)
+        note.details["matches"] = int(result.same)
         return VerificationOut.of(result)

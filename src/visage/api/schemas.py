@@ -218,3 +218,14 @@ class AuditVerificationOut(BaseModel):
     first_bad_entry: int | None = Field(description="Where the log first departs from what was written.")
     problem: str | None
     unsigned: int = Field(description="Newest entries no checkpoint covers yet.")
+
+
+class ReportRowOut(BaseModel):
+    week: str = Field(description="ISO week (UTC), e.g. 2026-W48.")
+    gallery: str | None
+    action: str
+    purpose: str | None
+    actor: str = Field(description="The API key (key:<prefix>) or CLI that acted.")
+    operations: int
+    matches: int = Field(description="Candidates that passed the decision threshold.")
+    failed: int = Field(description="Operations refused or failed (e.g. no purpose for a watchlist).")
