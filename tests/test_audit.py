@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from visage.config import Settings
 from visage.db import Database
+from visage.errors import InvalidInputError, StoreError
 from visage.privacy.audit import GENESIS, AuditEntry, AuditLog, AuditRow, entry_digest, open_audit_log
 from visage.privacy.signing import AuditSigner
 
@@ -156,3 +157,16 @@ def test_audit_cli_verifies_and_signs(tmp_path: Path) -> None:
 
 def tamper_edit_second(connection: Connection) -> None:
     connection.execute(text("UPDATE audit_log SET actor = 'key:other' WHERE id = 2"))
+
+
+def test_the_signing_key_is_created_once_and_a_bad_one_is_named(tmp_path: Path) -> None:
+    key_file = tmp_path / "keys" / "audit.key"
+    first, second = AuditSigner.load(key_file), AuditSigner.load(key_file)
+    assert first.key_id == second.key_id and key_file.stat().st_mode & 0o077 == 0
+    assert list(key_file.parent.iterdir()) == [key_file]  # no temporary file left behind
+    key_file.write_text("not a key")
+    with pytest.raises(InvalidInputError, match="not hex"):
+        AuditSigner.load(key_file)
+    with pytest.raises(StoreError, match="cannot read or create") as unreadable:
+        AuditSigner.load(tmp_path / "keys" / "audit.key" / "inside-a-file")
+    assert unreadable.value.code == "key_file_unreadable"

@@ -30,7 +30,6 @@ from visage.gallery.store_sql import (
     NewTemplate,
     PersonRecord,
     SqlStore,
-    TemplateOwner,
     TemplateRecord,
 )
 from visage.io.image import ImageSource
@@ -43,9 +42,6 @@ from visage.types import Face, FloatArray, Verification
 TEMPLATES_PER_CANDIDATE = 8
 # The in-process index is checkpointed at most this often; SQL stays the durable copy.
 SAVE_INTERVAL_SECONDS = 30.0
-# Template owners found by searches are remembered this long (and while the gallery's revision holds).
-OWNER_CACHE_SECONDS = 2.0
-OWNER_CACHE_ENTRIES = 200_000
 
 
 @dataclass(frozen=True)
@@ -94,14 +90,9 @@ class Identification:
 
 @dataclass
 class _IndexSlot:
-    """A gallery's index, and who its templates belong to (see :meth:`Gallery._owners`)."""
-
     index: VectorIndex
     lock: threading.RLock = field(default_factory=threading.RLock)
     saved_at: float = 0.0
-    owners: dict[int, TemplateOwner] = field(default_factory=dict)
-    owners_revision: int = -1
-    owners_expire: float = 0.0
 
 
 def source_label(source: ImageSource) -> str:
@@ -372,14 +363,8 @@ class Gallery:
 
     def update_person(self, gallery_name: str, external_id: str, *, display_name: str | None = None,
                       metadata: dict[str, Any] | None = None) -> PersonRecord:
-        gallery = self.store.gallery(gallery_name)
-        person = self.store.update_person(gallery, external_id, display_name=display_name, metadata=metadata)
-        with self._slots_lock:
-            slot = self._slots.get(gallery.id)
-        if slot is not None:
-            with slot.lock:
-                slot.owners_expire = 0.0  # searches made before the change may have remembered the old name
-        return person
+        return self.store.update_person(self.store.gallery(gallery_name), external_id, display_name=display_name,
+                                        metadata=metadata)
 
     def templates(self, gallery_name: str, external_id: str) -> list[TemplateRecord]:
         return self.store.templates(self.store.gallery(gallery_name), external_id)
@@ -427,7 +412,7 @@ class Gallery:
         slot = self._fresh(gallery)
         with slot.lock:
             similarities, ids = slot.index.search(queries, top_k * TEMPLATES_PER_CANDIDATE)
-        owners = self._owners(gallery, slot, [int(i) for i in np.unique(ids) if i >= 0])
+        owners = self.store.template_people(gallery, [int(i) for i in np.unique(ids) if i >= 0])
         named = {owner.person_id: owner for owner in owners.values()}
         results = []
         for row_similarities, row_ids in zip(similarities, ids, strict=True):
@@ -440,29 +425,6 @@ class Gallery:
             results.append([Candidate(named[person].external_id, named[person].display_name, score,
                                       score >= threshold) for score, person in scored[:top_k]])
         return results
-
-    def _owners(self, gallery: GalleryRecord, slot: _IndexSlot, template_ids: list[int]) -> dict[int, TemplateOwner]:
-        """Who the found templates belong to, from SQL or from what earlier searches found.
-
-        Remembered entries are dropped when the gallery's revision moves (so an erased person is
-        never named) and every ``OWNER_CACHE_SECONDS`` (a display name changed by another server
-        worker shows within that time; one changed here shows at once, see :meth:`update_person`).
-        """
-        now = time.monotonic()
-        with slot.lock:
-            if gallery.revision > slot.owners_revision or now > slot.owners_expire \
-                    or len(slot.owners) > OWNER_CACHE_ENTRIES:
-                slot.owners, slot.owners_revision, slot.owners_expire = {}, gallery.revision, now + OWNER_CACHE_SECONDS
-            current = gallery.revision == slot.owners_revision  # False for a search that started before a write
-            known = {i: slot.owners[i] for i in template_ids if i in slot.owners} if current else {}
-        missing = [i for i in template_ids if i not in known]
-        if missing:
-            found = self.store.template_people(gallery, missing)
-            known.update(found)
-            with slot.lock:
-                if gallery.revision == slot.owners_revision:
-                    slot.owners.update(found)
-        return known
 
     def _score(self, similarities: list[float]) -> float:
         best = sorted(similarities, reverse=True)

@@ -97,21 +97,25 @@ class FaissIndex:
         self._tune()
 
     def _tune(self) -> None:
-        """Set efSearch for the current size, and the search parameters that skip tombstones."""
-        self._skip = None
+        """Set efSearch for the current size (the graph's, and the tombstone-skipping parameters')."""
         if not self._is_hnsw(self._index):
             return
-        id_map, graph = _unwrap(self._index)
-        graph.hnsw.efSearch = effort = self._effort_override or search_effort(len(self))
-        if self._tombstones:
-            excluded = faiss.IDSelectorBatch(np.fromiter(self._tombstones, np.int64, len(self._tombstones)))
-            # Translated by us (graph positions → ids) so that IndexIDMap2 uses it as is and never patches it.
-            translated = faiss.IDSelectorTranslated(id_map.id_map, faiss.IDSelectorNot(excluded))
-            self._skip = faiss.SearchParametersHNSW(sel=translated, efSearch=effort)  # type: ignore[attr-defined]  # missing from the stubs
-            self._skip.referenced = (excluded, translated)  # C++ objects: keep what the pointers reach alive
+        effort = self._effort_override or search_effort(len(self))
+        _unwrap(self._index)[1].hnsw.efSearch = effort
+        if self._skip is not None:
+            self._skip.efSearch = effort
 
     def _set_tombstones(self, tombstones: set[int]) -> None:
+        """Rebuild the search parameters that skip tombstones: only when the set changes, not per add or search."""
         self._tombstones = tombstones
+        self._skip = None
+        if tombstones and self._is_hnsw(self._index):
+            excluded = faiss.IDSelectorBatch(np.fromiter(tombstones, np.int64, len(tombstones)))
+            kept = faiss.IDSelectorNot(excluded)
+            # Translated by us (graph positions → ids) so that IndexIDMap2 uses it as is and never patches it.
+            translated = faiss.IDSelectorTranslated(_unwrap(self._index)[0].id_map, kept)
+            self._skip = faiss.SearchParametersHNSW(sel=translated)  # type: ignore[attr-defined]  # not in the stubs
+            self._skip.referenced = (excluded, kept, translated)  # C++ objects: keep what the pointers reach alive
         self._tune()
 
     def __len__(self) -> int:
