@@ -15,6 +15,8 @@ from visage.errors import ConflictError, EmbeddingError, InvalidInputError, NotF
 from visage.gallery.api import Gallery
 from visage.gallery.index_faiss import FaissIndex
 from visage.gallery.store_sql import NewTemplate, SqlStore
+from visage.privacy.crypto import DataCipher
+from visage.privacy.data_keys import open_key_provider
 from visage.types import ModelInfo
 
 
@@ -181,10 +183,11 @@ def test_bad_embeddings_and_unknown_ids(gallery: Gallery) -> None:
 
 
 def test_gallery_refuses_another_model(tmp_path: Path, analyzer: FaceAnalyzer, backend: dict[str, str]) -> None:
-    store = SqlStore(backend["database_url"])
+    settings = settings_for(tmp_path, backend)
+    store = SqlStore(backend["database_url"], DataCipher(open_key_provider(settings)))
     other = ModelInfo(name="someone_else", version="1", sha256="f" * 64)
     store.create_gallery("foreign", other, 128)
-    g = Gallery(settings_for(tmp_path, backend), analyzer=analyzer, store=store)
+    g = Gallery(settings, analyzer=analyzer, store=store)
     with pytest.raises(ConflictError) as error:
         g.identify_embedding("foreign", unit_vectors(1)[0])
     assert error.value.code == "model_mismatch"

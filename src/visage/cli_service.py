@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from visage.cli_support import JsonOption, build_settings, err, fail, out, print_json
+from visage.cli_support import JsonOption, build_settings, cli_actor, err, fail, out, print_json
 from visage.errors import VisageError
 
 if TYPE_CHECKING:
@@ -80,6 +80,45 @@ def keys_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix, as
         fail(exc)
     keys.db.close()
     out.print(f"revoked {record.prefix} ({record.name})", markup=False)
+
+
+@keys_app.command("rotate-data-key")
+def keys_rotate_data_key(as_json: JsonOption = False) -> None:
+    """Re-encrypt every stored embedding under a new data key, while the service keeps running.
+
+    With the keyring file, a new key is made current and the old ones are retired at the end;
+    with VISAGE_DATA_KEYS, put the new key first (and restart the service) before running this.
+    Interrupted, it resumes on the next run.
+    """
+    from visage.cli_gallery import open_gallery
+    from visage.cli_support import progress_counter
+    from visage.gallery.rotation import rotate_data_key
+    from visage.privacy.audit import open_audit_log
+
+    with open_gallery() as gallery:
+        try:
+            audit = open_audit_log(gallery.store.db, gallery.settings)
+            with progress_counter("re-sealing") as update:
+                done = rotate_data_key(gallery, progress=update)
+            audit.record(cli_actor(), "data_key.rotate",
+                         details={"key_id": done.key_id, "new_key": done.new_key, "resealed": done.resealed,
+                                  "retired": done.retired},
+                         result_count=done.resealed, outcome="ok")
+        except VisageError as exc:
+            fail(exc)
+    if as_json:
+        print_json(dataclasses.asdict(done))
+        return
+    begun = "new data key" if done.new_key else "resumed rotation to data key"
+    out.print(f"{begun} {done.key_id}: {done.resealed} records re-sealed and {done.indexes_resaved} index files "
+              f"re-saved in {done.seconds:.1f} s", markup=False)
+    if done.retired:
+        out.print(f"retired from the keyring: {', '.join(done.retired)}", markup=False)
+    if done.behind:
+        out.print(f"{done.behind} records were written under an old key meanwhile: run this again", markup=False)
+    elif done.remaining_keys:
+        out.print(f"no record uses {', '.join(done.remaining_keys)} any more: remove them from the configured keys",
+                  markup=False)
 
 
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)

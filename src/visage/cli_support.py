@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +32,15 @@ ViewsOption = Annotated[
     str | None, typer.Option(help="single, or multi: average ten cuts of each face (most accurate, 10x the work).")
 ]
 MinFaceOption = Annotated[float | None, typer.Option(help="Smallest face side to report, in pixels.")]
+
+
+def cli_actor() -> str:
+    """Who the audit log names for a command run here: the operating-system user."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+    return f"cli:{user}"
 
 
 def fail(error: VisageError | str, code: str = "error", exit_code: int = 2) -> NoReturn:
@@ -83,15 +94,27 @@ def make_analyzer(settings: Settings) -> Any:
 
 
 @contextmanager
-def progress_bar(total: int, label: str) -> Iterator[Callable[[], None]]:
-    """A rich progress bar on a terminal; a no-op when stderr is piped."""
+def progress_bar(total: int, label: str) -> Iterator[Callable[..., None]]:
+    """A rich progress bar on a terminal, advanced by ``step(n=1)``; a no-op when stderr is piped."""
     if not err.is_terminal:
-        yield lambda: None
+        yield lambda n=1: None
         return
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task(label, total=total)
-        yield lambda: progress.advance(task)
+        yield lambda n=1: progress.advance(task, n)
+
+
+@contextmanager
+def progress_counter(label: str) -> Iterator[Callable[[int, int], None]]:
+    """Like :func:`progress_bar` for work whose size is known only once it starts: ``update(done, total)``."""
+    if not err.is_terminal:
+        yield lambda done, total: None
+        return
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task(label, total=None)
+        yield lambda done, total: progress.update(task, completed=done, total=total)
 
 
 def expand_images(paths: list[Path]) -> list[Path]:

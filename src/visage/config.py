@@ -148,13 +148,22 @@ class ServiceSettings(BaseModel):
 
 
 class PrivacySettings(BaseModel):
-    """Safeguards: stated purposes and the audit log's signed checkpoints."""
+    """Safeguards: stated purposes, the audit log's signed checkpoints, the keys that encrypt data at rest."""
 
     model_config = {"extra": "forbid"}
 
     audit_key_file: Path | None = Field(
         None, description="HMAC key that signs audit checkpoints (hex); default data_dir/keys/audit-hmac.key, "
         "created on first use. VISAGE_AUDIT_HMAC_KEY (hex) overrides it. Keep it outside the database's backups.",
+    )
+    data_key_file: Path | None = Field(
+        None, description="Keyring of the AES-256 keys that encrypt embeddings and face chips at rest; default "
+        "data_dir/keys/data-keys.json, created on first use. VISAGE_DATA_KEYS (comma-separated hex, the first "
+        "current) overrides it. Keep it off the database's host or backups in production.",
+    )
+    key_provider: str | None = Field(
+        None, description="'package.module:factory' returning a key provider (e.g. a KMS client) instead of the "
+        "keyring file; called with the settings.",
     )
     require_purpose: bool = Field(
         False, description="Every identification must state its purpose (watchlist galleries always require one).",

@@ -35,6 +35,8 @@ from visage.gallery.store_sql import (
 from visage.io.image import ImageSource
 from visage.model_cards import Threshold
 from visage.pipeline import FaceAnalyzer
+from visage.privacy.crypto import DataCipher
+from visage.privacy.data_keys import open_key_provider
 from visage.types import Face, FloatArray, Verification
 
 # How many template hits are fetched per requested candidate, so that people with several
@@ -143,7 +145,10 @@ class Gallery:
         self.settings = settings or Settings()
         self._analyzer = analyzer
         self._analyzer_lock = threading.Lock()
-        self.store = store or SqlStore(self.settings.gallery.database_url or sqlite_url(self.settings.data_dir))
+        if store is None:
+            url = self.settings.gallery.database_url or sqlite_url(self.settings.data_dir)
+            store = SqlStore(url, DataCipher(open_key_provider(self.settings)))
+        self.store = store
         self._slots: dict[int, _IndexSlot] = {}
         self._people: dict[int, tuple[int, int]] = {}  # gallery id -> (revision, people)
         self._slots_lock = threading.Lock()
@@ -219,7 +224,8 @@ class Gallery:
 
             uri = settings.milvus_uri or str(self.settings.data_dir / "milvus.db")
             return MilvusIndex(gallery.dim, uri, f"visage_gallery_{gallery.id}")
-        return FaissIndex(gallery.dim, self._index_dir(gallery) / "faiss.index", hnsw_threshold=settings.hnsw_threshold)
+        return FaissIndex(gallery.dim, self._index_dir(gallery) / "faiss.index", hnsw_threshold=settings.hnsw_threshold,
+                          cipher=self.store.cipher, context=f"faiss-index|gallery={gallery.id}".encode())
 
     def _fresh(self, gallery: GalleryRecord) -> _IndexSlot:
         """The gallery's index, rebuilt from SQL first if it does not reflect the current revision."""
@@ -253,6 +259,16 @@ class Gallery:
             slot.index.add(*add)
         slot.index.revision = revision_before + 1
         self._save(slot)
+
+    def resave_indexes(self) -> int:
+        """Write every gallery's index file again (under the current data key); returns how many."""
+        saved = 0
+        for gallery in self.store.galleries():
+            slot = self._fresh(gallery)
+            with slot.lock:
+                self._save(slot, force=True)
+            saved += 1
+        return saved
 
     @staticmethod
     def _save(slot: _IndexSlot, *, force: bool = False) -> None:
@@ -475,6 +491,16 @@ class Gallery:
             raise NoFaceError("no face found in the image")
         similarities = self._person_template_similarities(gallery, person, faces.embeddings[0])
         score = self._score(similarities)
+        return Verification(same=score >= threshold.value, similarity=score, threshold=threshold.value,
+                            operating_point=threshold.operating_point)
+
+    def verify_embedding(self, gallery_name: str, external_id: str, embedding: np.ndarray, *,
+                         operating_point: str | None = None) -> Verification:
+        """1:1 for a raw embedding made by the gallery's model (normalised here)."""
+        gallery = self._bound(gallery_name)
+        person = self.store.person(gallery, external_id)
+        threshold = self._verify_threshold(operating_point)
+        score = self._score(self._person_template_similarities(gallery, person, unit_vector(gallery, embedding)))
         return Verification(same=score >= threshold.value, similarity=score, threshold=threshold.value,
                             operating_point=threshold.operating_point)
 

@@ -8,6 +8,10 @@ grows slowly with size; its search effort (efSearch) grows with the size too, by
 become tombstones: the search skips them while walking the graph (an id selector) and the
 graph is rebuilt without them once they exceed :data:`COMPACT_FRACTION` of the index.
 
+The index file holds vectors, so the gallery hands it a cipher and it is sealed like the
+templates in SQL (AES-256-GCM under the current data key; a file that cannot be opened, or an
+unsealed one, is ignored and the index rebuilt from SQL).
+
 The index file and a JSON sidecar (revision, tombstones) are each written to a temporary
 file and renamed, index first: after a crash the sidecar's revision is never newer than the
 index, and a revision that differs from SQL's makes the gallery rebuild.
@@ -25,13 +29,15 @@ from typing import Any
 import faiss
 import numpy as np
 
-from visage.errors import StoreError
+from visage.errors import StoreError, VisageError
+from visage.privacy.crypto import DataCipher
 
 HNSW_NEIGHBOURS = 32  # graph degree M
 HNSW_BUILD_EFFORT = 80  # efConstruction
 COMPACT_FRACTION = 0.1
 PARALLEL_QUERIES = 16  # searches of fewer queries run on the calling thread alone
 DEFAULT_HNSW_THRESHOLD = 20_000
+SEALED_MAGIC = b"VSGSEAL1"  # then the key id's length (2 bytes, big-endian), the key id, the sealed index
 
 
 def search_effort(vectors: int) -> int:
@@ -45,9 +51,13 @@ def search_effort(vectors: int) -> int:
 
 
 class FaissIndex:
-    def __init__(self, dim: int, path: Path | None = None, *, hnsw_threshold: int = DEFAULT_HNSW_THRESHOLD) -> None:
+    def __init__(self, dim: int, path: Path | None = None, *, hnsw_threshold: int = DEFAULT_HNSW_THRESHOLD,
+                 cipher: DataCipher | None = None, context: bytes = b"faiss-index") -> None:
+        """``path``: where the index persists (None: memory only); ``cipher``: seal that file, bound to ``context``."""
         self.dim = dim
         self.path = Path(path) if path is not None else None
+        self._cipher = cipher
+        self._context = context
         self.hnsw_threshold = hnsw_threshold
         self.revision = -1
         self._tombstones: set[int] = set()
@@ -82,8 +92,9 @@ class FaissIndex:
         """Read the persisted index; anything unreadable just leaves it empty and stale (-1)."""
         try:
             meta = json.loads(self._meta_path.read_text(encoding="utf-8"))
-            index = faiss.read_index(str(self.path))
-        except (OSError, ValueError, RuntimeError):
+            assert self.path is not None
+            index = faiss.deserialize_index(np.frombuffer(self._open(self.path.read_bytes()), np.uint8))
+        except (OSError, ValueError, RuntimeError, VisageError):
             return
         if index.d != self.dim or meta.get("dim") != self.dim or meta.get("count") != index.ntotal:
             return
@@ -188,12 +199,30 @@ class FaissIndex:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(self.path, faiss.serialize_index(self._index).tobytes())
+            _atomic_write(self.path, self._seal(faiss.serialize_index(self._index).tobytes()))
             meta = {"revision": self.revision, "dim": self.dim, "count": int(self._index.ntotal),
                     "tombstones": sorted(self._tombstones)}
             _atomic_write(self._meta_path, json.dumps(meta).encode())
         except OSError as exc:
             raise StoreError(f"cannot save the vector index to {self.path}: {exc.strerror}") from None
+
+
+    def _seal(self, data: bytes) -> bytes:
+        if self._cipher is None:
+            return data
+        key_id, sealed = self._cipher.seal(data, self._context)
+        name = key_id.encode()
+        return SEALED_MAGIC + len(name).to_bytes(2, "big") + name + sealed
+
+    def _open(self, data: bytes) -> bytes:
+        """The serialized index in a file; with a cipher, only a sealed file is accepted (ValueError otherwise)."""
+        if self._cipher is None:
+            return data
+        if not data.startswith(SEALED_MAGIC):
+            raise ValueError("an unsealed index file")  # written before encryption at rest: rebuild and seal
+        start = len(SEALED_MAGIC) + 2
+        end = start + int.from_bytes(data[len(SEALED_MAGIC):start], "big")
+        return self._cipher.open(data[start:end].decode(), data[end:], self._context)
 
 
 def _unwrap(index: faiss.Index) -> tuple[Any, Any]:

@@ -4,6 +4,11 @@ The SQL store is the source of truth; vector indexes are caches rebuilt from it.
 to a gallery's templates bumps that gallery's ``revision`` in the same transaction, so an index
 that remembers the revision it reflects knows when it is stale. The schema is created and
 upgraded by the Alembic migrations in ``visage/migrations`` (see :mod:`visage.db`).
+
+Embeddings are sealed (AES-256-GCM, :mod:`visage.privacy.crypto`) before they reach SQL and
+opened when read, each bound to its gallery and person; :meth:`SqlStore.reseal` moves them to
+the current data key in small committed batches, without touching the gallery's revision (the
+vectors do not change, so indexes stay current and searches go on).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from visage.db import Base, Database, as_utc, utcnow
 from visage.errors import ConflictError, NotFoundError, StoreError
+from visage.privacy.crypto import DataCipher
 from visage.types import FloatArray, ModelInfo
 
 
@@ -80,7 +86,8 @@ class TemplateRow(Base):
     id: Mapped[int] = mapped_column(TemplateId, primary_key=True)
     gallery_id: Mapped[int] = mapped_column(ForeignKey("galleries.id", ondelete="CASCADE"), index=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
-    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)  # sealed (see privacy/crypto.py)
+    key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     model_id: Mapped[str] = mapped_column(String(200))
     source_sha256: Mapped[str] = mapped_column(String(64))
     box: Mapped[list[float]] = mapped_column(JSON)
@@ -141,6 +148,15 @@ class NewTemplate:
     quality: float
 
 
+# Templates re-sealed per transaction by a key rotation: short write locks, progress kept on interruption.
+RESEAL_BATCH = 1000
+
+
+def embedding_context(gallery_id: int, person_id: int) -> bytes:
+    """What a template's sealed embedding is bound to: a copy on another person's row does not open."""
+    return f"templates.embedding|gallery={gallery_id}|person={person_id}".encode()
+
+
 # How many templates a person has (a person id condition is added where it is used).
 _TEMPLATE_COUNT = select(func.count()).select_from(TemplateRow)
 
@@ -160,8 +176,9 @@ def _template_record(row: TemplateRow) -> TemplateRecord:
 class SqlStore:
     """Galleries, persons and templates. Thread-safe: each call uses its own session."""
 
-    def __init__(self, database: Database | str) -> None:
+    def __init__(self, database: Database | str, cipher: DataCipher) -> None:
         self.db = database if isinstance(database, Database) else Database(database)
+        self.cipher = cipher
         self._read = self.db.read
         self._write = self.db.write
         # Hot-path statements, built once (SQLAlchemy caches their compiled form).
@@ -292,12 +309,14 @@ class SqlStore:
                 if metadata is not None:
                     row.attributes = metadata
                 row.updated_at = utcnow()
-            template_rows = [
-                TemplateRow(gallery_id=gallery.id, person_id=row.id, model_id=gallery.model.id,
-                            embedding=np.asarray(t.embedding, "<f4").tobytes(), source_sha256=t.source_sha256,
-                            box=[float(v) for v in t.box], quality=float(t.quality))
-                for t in templates
-            ]
+            context = embedding_context(gallery.id, row.id)
+            template_rows = []
+            for t in templates:
+                key_id, sealed = self.cipher.seal(np.asarray(t.embedding, "<f4").tobytes(), context)
+                template_rows.append(TemplateRow(
+                    gallery_id=gallery.id, person_id=row.id, model_id=gallery.model.id, embedding=sealed,
+                    key_id=key_id, source_sha256=t.source_sha256, box=[float(v) for v in t.box],
+                    quality=float(t.quality)))
             session.add_all(template_rows)
             if template_rows:
                 self._bump(session, gallery)
@@ -344,30 +363,69 @@ class SqlStore:
             return {int(t): TemplateOwner(int(p), external_id, name)
                     for t, owner_gallery, p, external_id, name in rows if owner_gallery == gallery.id}
 
+    def _vectors(self, gallery: GalleryRecord, rows: Sequence[Any]) -> np.ndarray:
+        """``(n, dim)`` float32 from ``(person_id, key_id, sealed)`` rows."""
+        if not rows:
+            return np.zeros((0, gallery.dim), np.float32)
+        opened = b"".join(self.cipher.open(key_id, sealed, embedding_context(gallery.id, person_id))
+                          for person_id, key_id, sealed in rows)
+        return np.frombuffer(opened, "<f4").reshape(len(rows), gallery.dim).astype(np.float32)
+
     def all_vectors(self, gallery: GalleryRecord, batch: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every template of a gallery as ``(ids, vectors)`` chunks, for rebuilding an index."""
         last = 0
         while True:
             with self._read() as session:
                 rows = session.execute(
-                    select(TemplateRow.id, TemplateRow.embedding)
+                    select(TemplateRow.id, TemplateRow.person_id, TemplateRow.key_id, TemplateRow.embedding)
                     .where(TemplateRow.gallery_id == gallery.id, TemplateRow.id > last)
                     .order_by(TemplateRow.id).limit(batch)
                 ).all()
             if not rows:
                 return
             ids = np.array([r[0] for r in rows], np.int64)
-            vectors = np.frombuffer(b"".join(r[1] for r in rows), "<f4").reshape(len(rows), gallery.dim)
-            yield ids, vectors.astype(np.float32)
+            yield ids, self._vectors(gallery, [r[1:] for r in rows])
             last = int(ids[-1])
 
     def person_vectors(self, gallery: GalleryRecord, person_id: int) -> np.ndarray:
         """``(n, dim)`` embeddings of one person's templates (for 1:1 verification, straight from SQL)."""
         with self._read() as session:
-            blobs = list(session.scalars(select(TemplateRow.embedding).where(TemplateRow.person_id == person_id)))
-        if not blobs:
-            return np.zeros((0, gallery.dim), np.float32)
-        return np.frombuffer(b"".join(blobs), "<f4").reshape(len(blobs), gallery.dim).astype(np.float32)
+            rows = session.execute(select(TemplateRow.person_id, TemplateRow.key_id, TemplateRow.embedding)
+                                   .where(TemplateRow.person_id == person_id)).all()
+        return self._vectors(gallery, rows)
+
+    # --- keys ------------------------------------------------------------------------------------
+
+    def key_usage(self) -> dict[str | None, int]:
+        """Templates per data key id (None: stored before encryption at rest)."""
+        with self._read() as session:
+            rows = session.execute(select(TemplateRow.key_id, func.count()).group_by(TemplateRow.key_id))
+            return {key_id: int(count) for key_id, count in rows}
+
+    def reseal(self, batch: int = RESEAL_BATCH) -> int:
+        """Re-seal up to ``batch`` templates not under the current data key; returns how many (0: all done).
+
+        Each batch commits on its own (a rotation stopped midway resumes where it was); a row
+        changed meanwhile (erased) is simply not updated.
+        """
+        current = self.cipher.current_key_id
+        with self._write() as session:
+            rows = session.execute(
+                select(TemplateRow.id, TemplateRow.gallery_id, TemplateRow.person_id, TemplateRow.key_id,
+                       TemplateRow.embedding)
+                .where((TemplateRow.key_id != current) | TemplateRow.key_id.is_(None))
+                .order_by(TemplateRow.id).limit(batch)
+            ).all()
+            changes = []
+            for template_id, gallery_id, person_id, key_id, sealed in rows:
+                context = embedding_context(gallery_id, person_id)
+                new_key, resealed = self.cipher.seal(self.cipher.open(key_id, sealed, context), context)
+                changes.append({"template": template_id, "sealed": resealed, "key": new_key})
+            if changes:
+                session.connection().execute(
+                    update(TemplateRow).where(TemplateRow.id == bindparam("template"))
+                    .values(embedding=bindparam("sealed"), key_id=bindparam("key")), changes)
+            return len(rows)
 
     def revision(self, gallery: GalleryRecord) -> int:
         with self._read() as session:

@@ -13,7 +13,6 @@ that a verification with another key says so instead of reporting tampering.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import os
@@ -22,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from visage.errors import InvalidInputError, StoreError
+from visage.privacy.key_files import create_private_file
 
 KEY_ENVIRONMENT = "VISAGE_AUDIT_HMAC_KEY"
 KEY_BYTES = 32
@@ -50,7 +50,7 @@ class AuditSigner:
             source = str(key_file)
             try:
                 if not key_file.exists():
-                    _create_key_file(key_file)
+                    create_private_file(key_file, secrets.token_hex(KEY_BYTES) + "\n")
                 text = key_file.read_text(encoding="utf-8")
             except OSError as exc:
                 raise StoreError(f"cannot read or create the audit signing key {key_file}: {exc.strerror}",
@@ -60,20 +60,3 @@ class AuditSigner:
         except ValueError:
             raise InvalidInputError(f"the audit signing key in {source} is not hex", code="invalid_key") from None
         return cls(key)
-
-
-def _create_key_file(key_file: Path) -> None:
-    """Write the key beside its final name, then link it into place: a reader never sees a half-written key,
-    and when two processes start at once the first link wins and both use that key."""
-    key_file.parent.mkdir(parents=True, exist_ok=True)
-    temporary = key_file.with_name(f".{key_file.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(secrets.token_hex(KEY_BYTES) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
-            os.link(temporary, key_file)
-    finally:
-        temporary.unlink(missing_ok=True)

@@ -1,0 +1,68 @@
+"""Data key rotation: re-seal every stored embedding under a new key, online and resumably.
+
+``rotate_data_key`` makes a new key current (keyring file: added to it; other providers: the
+operator has put the new key first), then re-seals templates in small committed batches
+(:meth:`SqlStore.reseal`). Vectors do not change, so no gallery revision moves and every index
+stays current: identification and verification go on throughout (a verification reads either
+key, both are in the keyring). Index files are then re-saved under the new key, the replaced
+bytes are pushed out of the database files (:meth:`Database.purge_freed_data`), and once no
+record uses the old keys they are retired from the keyring file: whatever copy of an old
+ciphertext survives elsewhere (a backup, a PostgreSQL WAL segment) can no longer be opened.
+
+A rotation stopped midway (Ctrl-C, a crash) leaves records under both keys; the next run sees
+that and resumes with the same current key instead of adding another.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from visage.gallery.api import Gallery
+from visage.privacy.data_keys import KeyringFile
+
+
+@dataclass(frozen=True)
+class KeyRotation:
+    """What a rotation did: ``key_id`` is current now; ``retired`` lists keys dropped from the keyring;
+    ``remaining_keys`` the other keys still configured; ``behind`` counts records still sealed under them
+    (written by a process that had not yet seen the new key: run the rotation again)."""
+
+    key_id: str
+    new_key: bool
+    resealed: int
+    indexes_resaved: int
+    retired: list[str]
+    remaining_keys: list[str]
+    behind: int
+    seconds: float
+
+
+def rotate_data_key(gallery: Gallery, *, progress: Callable[[int, int], None] | None = None) -> KeyRotation:
+    """Re-seal every record under a current key; ``progress(done, total)`` follows the re-sealing."""
+    started = time.perf_counter()
+    store = gallery.store
+    provider = store.cipher.provider
+    current = store.cipher.current_key_id
+    behind = sum(count for key_id, count in store.key_usage().items() if key_id != current)
+    new_key = False
+    if behind == 0 and isinstance(provider, KeyringFile):  # nothing to resume: a rotation proper
+        current = provider.add_key()
+        behind = sum(store.key_usage().values())
+        new_key = True
+    resealed = 0
+    while count := store.reseal():
+        resealed += count
+        if progress is not None:
+            progress(resealed, max(behind, resealed))
+    resaved = gallery.resave_indexes()
+    if resealed:
+        store.db.purge_freed_data(vacuum_tables=("templates",))  # the bytes under the old key leave the files
+    still_behind = sum(count for key_id, count in store.key_usage().items() if key_id != current)
+    retired: list[str] = []
+    if isinstance(provider, KeyringFile) and still_behind == 0:
+        retired = provider.retire_all_but_current()
+    remaining = [k for k in provider.key_ids() if k != current]
+    return KeyRotation(current, new_key, resealed, resaved, retired, remaining, still_behind,
+                       time.perf_counter() - started)
