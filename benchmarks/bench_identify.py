@@ -101,7 +101,7 @@ def visage_outcome(protocol: Protocol, embeddings: dict[Path, np.ndarray], scori
     with Gallery(settings) as gallery:
         name = protocol.name.replace(" ", "_")
         if name not in {g.name for g in gallery.galleries()}:
-            gallery.create(name)
+            gallery.create(name, legal_basis="legitimate_interest", justification="accuracy benchmark on LFW")
             for person, paths in protocol.enrolled.items():
                 templates = [NewTemplate(embeddings[p], p.name, (0.0, 0.0, 1.0, 1.0), 1.0) for p in paths]
                 gallery.enroll_templates(name, person, templates)

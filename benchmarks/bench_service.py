@@ -24,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -54,7 +56,7 @@ def build_gallery(settings: Settings, templates: int) -> np.ndarray:
             if people != templates // TEMPLATES_PER_PERSON:
                 raise SystemExit(f"{settings.data_dir} holds a bench gallery of another size")
             return vectors
-        gallery.create("bench")
+        gallery.create("bench", legal_basis="legitimate_interest", justification="load benchmark, synthetic vectors")
         for person, start in enumerate(range(0, templates, TEMPLATES_PER_PERSON)):
             rows = vectors[start : start + TEMPLATES_PER_PERSON]
             gallery.enroll_templates("bench", f"p{person:06d}",
@@ -79,7 +81,7 @@ def server_rss_mb(pid: int) -> float:
 
 
 async def client(host: str, port: int, requests: list[bytes], deadline: float, latencies: list[float],
-                 statuses: list[int], reconnects: list[int]) -> None:
+                 statuses: list[int], reconnects: list[int], finished: list[float] | None = None) -> None:
     """One keep-alive client sending requests back to back until the deadline.
 
     Like any HTTP/1.1 client it opens a new connection after a response that says
@@ -106,21 +108,56 @@ async def client(host: str, port: int, requests: list[bytes], deadline: float, l
         await reader.readexactly(length)
         latencies.append(time.perf_counter() - started)
         statuses.append(int(head.split(b" ", 2)[1]))
+        if finished is not None:
+            finished.append(time.perf_counter())
         if closing:
             writer.close()
     writer.close()
 
 
-async def load(host: str, port: int, requests: list[bytes], clients: int,
-               seconds: float) -> tuple[np.ndarray, list[int], int]:
+async def load(host: str, port: int, requests: list[bytes], clients: int, seconds: float,
+               finished: list[float] | None = None) -> tuple[np.ndarray, list[int], int]:
+    """``clients`` clients for ``seconds``: latencies (ms), statuses, reconnections; ``finished`` gets the
+    completion time (perf_counter) of each request, in the order of the latencies."""
     latencies: list[float] = []
     statuses: list[int] = []
     reconnects: list[int] = []
     deadline = time.perf_counter() + seconds
     shares = [requests[i::clients] or requests for i in range(clients)]
-    await asyncio.gather(*(client(host, port, shares[i], deadline, latencies, statuses, reconnects)
+    await asyncio.gather(*(client(host, port, shares[i], deadline, latencies, statuses, reconnects, finished)
                            for i in range(clients)))
     return np.array(latencies) * 1000, statuses, len(reconnects)
+
+
+@contextmanager
+def running_server(env: dict[str, str], workers: int) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """``visage serve`` started as a user would, once it answers /ready: (process, port)."""
+    port = 18_000 + os.getpid() % 1000
+    server = subprocess.Popen([sys.executable, "-m", "visage.cli", "serve", "--port", str(port), "--workers",
+                               str(workers), "--no-access-log"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        yield server, port
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=60)
+
+
+def identify_requests(vectors: np.ndarray, key: str, count: int = 2000) -> list[bytes]:
+    """Identify-by-embedding requests, each a new noisy copy of an enrolled vector."""
+    rng = np.random.default_rng(1)
+    picked = vectors[rng.integers(0, len(vectors), count)]
+    probes = unit(picked + 0.05 * rng.standard_normal(picked.shape).astype(np.float32))
+    return [http_request("POST", "/v1/galleries/bench/identify-embedding", key,
+                         json.dumps({"embedding": [round(float(v), 6) for v in p]}).encode(), "application/json")
+            for p in probes]
 
 
 def http_request(method: str, path: str, key: str, body: bytes, content_type: str) -> bytes:
@@ -201,24 +238,8 @@ def main() -> None:
         key = keys.create("bench", ["identify", "enroll", "read"], gallery="bench")[1]
         keys.db.close()
 
-        port = 18_000 + os.getpid() % 1000
-        server = subprocess.Popen([sys.executable, "-m", "visage.cli", "serve", "--port", str(port), "--workers",
-                                   str(args.workers), "--no-access-log"], env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.5)
-            rng = np.random.default_rng(1)
-            picked = vectors[rng.integers(0, len(vectors), 2000)]
-            probes = unit(picked + 0.05 * rng.standard_normal(picked.shape).astype(np.float32))
-            identify = [http_request("POST", "/v1/galleries/bench/identify-embedding", key,
-                                     json.dumps({"embedding": [round(float(v), 6) for v in p]}).encode(),
-                                     "application/json") for p in probes]
+        with running_server(env, args.workers) as (server, port):
+            identify = identify_requests(vectors, key)
             body, kind = multipart({"image": ("a.jpg", photo, "image/jpeg")})
             verify = [http_request("POST", "/v1/galleries/bench/persons/astronaut/verify", key, body, kind)]
 
@@ -234,10 +255,6 @@ def main() -> None:
                                       args.seconds),
             }
             print(json.dumps(report))
-        finally:
-            server.send_signal(signal.SIGINT)
-            server.wait(timeout=60)
-
 
 if __name__ == "__main__":
     main()

@@ -103,3 +103,7 @@ def _database(kind: str, tmp_path: Path) -> Iterator[str]:
         with engine.connect() as connection:
             connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         engine.dispose()
+
+
+# A gallery-wide legal basis for tests that are not about consent (those enrol synthetic or public images).
+BASIS = {"legal_basis": "legitimate_interest", "justification": "test gallery of synthetic and public images"}

@@ -17,6 +17,8 @@ from visage.api.app import build_services, create_app
 from visage.api.auth import Services
 from visage.gallery import Gallery, NewTemplate
 
+from .conftest import BASIS
+
 
 def jpeg(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
@@ -41,7 +43,8 @@ def api(tmp_path: Path, analyzer: FaceAnalyzer,
                                   ("other", ["identify"], "elsewhere")):
         headers[name] = {"Authorization": f"Bearer {ctx.keys.create(name, scopes, gallery=gallery)[1]}"}
     with client:
-        assert client.post("/v1/galleries", json={"name": "staff"}, headers=headers["admin"]).status_code == 201
+        created = client.post("/v1/galleries", json={"name": "staff", **BASIS}, headers=headers["admin"])
+        assert created.status_code == 201
         yield client, ctx, headers
 
 
@@ -196,7 +199,7 @@ def test_names_are_data_not_paths_or_sql(api: tuple[TestClient, Services, dict[s
                                         astronaut_bytes: bytes) -> None:
     client, _, keys = api
     name = "x'; DROP TABLE persons; --\""
-    assert client.post("/v1/galleries", json={"name": name}, headers=keys["admin"]).status_code == 201
+    assert client.post("/v1/galleries", json={"name": name, **BASIS}, headers=keys["admin"]).status_code == 201
     person = "../../etc/passwd"
     enrolled = client.post(f"/v1/galleries/{quote(name, safe='')}/persons", headers=keys["admin"],
                            data={"external_id": person},
@@ -291,7 +294,8 @@ def test_a_watchlist_search_without_a_purpose_is_refused_and_audited(
         api: tuple[TestClient, Services, dict[str, dict[str, str]]]) -> None:
     client, ctx, keys = api
     admin = keys["admin"]
-    assert client.post("/v1/galleries", json={"name": "wanted", "watchlist": True}, headers=admin).status_code == 201
+    assert client.post("/v1/galleries", json={"name": "wanted", "watchlist": True, **BASIS},
+                       headers=admin).status_code == 201
     probe = {"embedding": [1.0] + [0.0] * 127}
     refused = client.post("/v1/galleries/wanted/identify-embedding", json=probe, headers=admin)
     assert refused.status_code == 422 and refused.json()["code"] == "purpose_required"

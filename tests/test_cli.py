@@ -111,13 +111,24 @@ def test_gallery_commands_end_to_end(tmp_path: Path, astronaut_bytes: bytes) -> 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return visage(*args, check=check, env_data_dir=data)
 
-    assert json.loads(run("gallery", "create", "staff", "--json").stdout)["name"] == "staff"
-    summary = json.loads(run("enroll-dir", "staff", str(people), "--json").stdout)
+    assert json.loads(run("gallery", "create", "staff", "--json").stdout)["legal_basis"] is None
+    no_consent = run("enroll-dir", "staff", str(people), check=False)
+    assert no_consent.returncode == 2 and "consent_required" in no_consent.stderr
+    summary = json.loads(run("enroll-dir", "staff", str(people), "--consent-basis", "consent", "--consent-evidence",
+                             "forms 2026/11 batch 3", "--consent-expires", "2099-12-31", "--json").stdout)
     assert summary["enrolled"] == 1 and summary["rejected"][0]["code"] == "truncated_image"
     [face] = json.loads(run("identify", "staff", str(photo), "--json").stdout)
     assert face["candidates"][0]["external_id"] == "eileen" and face["candidates"][0]["same"]
     assert json.loads(run("verify", "staff", "eileen", str(photo), "--json").stdout)["same"] is True
-    assert json.loads(run("person", "show", "staff", "eileen", "--json").stdout)["templates"] == 1
+    shown = json.loads(run("person", "show", "staff", "eileen", "--json").stdout)
+    assert shown["templates"] == 1 and shown["consent"]["evidence"] == "forms 2026/11 batch 3"
+    assert shown["consent"]["recorded_by"].startswith("cli:") and shown["consent"]["expires_at"].startswith("2099")
+    run("person", "withdraw-consent", "staff", "eileen")
+    assert json.loads(run("identify", "staff", str(photo), "--json").stdout)[0]["candidates"] == []
+    withdrawn = run("verify", "staff", "eileen", str(photo), check=False)
+    assert withdrawn.returncode == 2 and "consent_ended" in withdrawn.stderr
+    run("person", "consent", "staff", "eileen", "--basis", "consent", "--evidence", "renewed form 77")
+    assert json.loads(run("verify", "staff", "eileen", str(photo), "--json").stdout)["same"] is True
     run("person", "erase", "staff", "eileen", "--yes")
     assert json.loads(run("identify", "staff", str(photo), "--json").stdout)[0]["candidates"] == []
     duplicate = run("gallery", "create", "staff", check=False)
@@ -138,7 +149,8 @@ def test_enroll_dir_killed_midway_loses_nothing_it_reported(tmp_path: Path, astr
         (people / f"p{i:02d}").mkdir(parents=True)
         (people / f"p{i:02d}" / "a.jpg").write_bytes(astronaut_bytes)
     data = tmp_path / "data"
-    visage("gallery", "create", "staff", env_data_dir=data)
+    visage("gallery", "create", "staff", "--basis", "legitimate_interest", "--justification", "test",
+           env_data_dir=data)
     env = {**os.environ, "VISAGE_DATA_DIR": str(data)}
     process = subprocess.Popen([sys.executable, "-m", "visage.cli", "enroll-dir", "staff", str(people)],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)

@@ -92,9 +92,13 @@ def test_enrol_then_search_through_the_console(browser: webdriver.Chrome, server
     browser.find_element(By.ID, "enroll-name").send_keys("Eileen Collins")
     browser.find_element(By.ID, "enroll-images").send_keys(f"{photo}\n{blank}")
     browser.find_element(By.CSS_SELECTOR, "#enroll-form button").click()
+    wait_text(browser, "#error", "needs a consent record")  # the lobby has no gallery-wide legal basis
+    browser.find_element(By.ID, "enroll-consent-evidence").send_keys("signed form 2026-114")
+    browser.find_element(By.CSS_SELECTOR, "#enroll-form button").click()
     wait_text(browser, "#enroll-result", "1 photo(s) enrolled")
     assert "wall.png: no face found" in browser.find_element(By.CSS_SELECTOR, "#enroll-result .rejected").text
     wait_text(browser, "#people-table tbody", "Eileen Collins")
+    assert "consent" in browser.find_element(By.CSS_SELECTOR, "#people-table tbody").text
     screenshot(browser, "2-galleries-and-people")
 
     browser.find_element(By.CSS_SELECTOR, "#nav [data-view=search]").click()
@@ -119,4 +123,5 @@ def test_enrol_then_search_through_the_console(browser: webdriver.Chrome, server
     WebDriverWait(browser, 10).until(until.alert_is_present()).accept()
     wait_text(browser, "#people-page", "Nobody enrolled")
     severe = [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
-    assert all("401" in message for message in severe), severe  # only the wrong key's refusal, no script errors
+    # Only the refusals the test provoked (the wrong key, the enrolment without consent), no script errors.
+    assert all(" 401 " in message or " 422 " in message for message in severe), severe

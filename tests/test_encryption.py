@@ -20,6 +20,8 @@ from visage.gallery.store_sql import NewTemplate, TemplateRow
 from visage.privacy.crypto import DataCipher, data_key_id
 from visage.privacy.data_keys import DATA_KEYS_ENVIRONMENT, EnvironmentKeys, KeyringFile, open_key_provider
 
+from .conftest import BASIS
+
 PEOPLE = 40
 PER_PERSON = 3
 
@@ -38,7 +40,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 @pytest.fixture()
 def gallery(settings: Settings, analyzer: FaceAnalyzer) -> Iterator[Gallery]:
     g = Gallery(settings, analyzer=analyzer)
-    g.create("staff")
+    g.create("staff", **BASIS)
     yield g
     g.close()
 

@@ -19,11 +19,13 @@ from visage.privacy.crypto import DataCipher
 from visage.privacy.data_keys import open_key_provider
 from visage.types import ModelInfo
 
+from .conftest import BASIS
+
 
 @pytest.fixture()
 def gallery(tmp_path: Path, analyzer: FaceAnalyzer, backend: dict[str, str]) -> Iterator[Gallery]:
     g = Gallery(settings_for(tmp_path, backend), analyzer=analyzer)
-    g.create("staff")
+    g.create("staff", **BASIS)
     yield g
     g.close()
 
@@ -106,7 +108,7 @@ def test_identify_ranks_people_and_uses_every_template(gallery: Gallery) -> None
 
 
 def test_a_watchlist_is_searched_only_for_a_stated_purpose(gallery: Gallery, astronaut: np.ndarray) -> None:
-    gallery.create("wanted", watchlist=True)
+    gallery.create("wanted", watchlist=True, **BASIS)
     vector = unit_vectors(1, seed=8)[0]
     enroll_vectors(gallery, "wanted", "w1", vector[None])
     for missing in (None, "", "   "):
@@ -149,7 +151,7 @@ def test_person_scoring_rule_decides_between_template_sets(tmp_path: Path, analy
     query = basis[0]
     near = lambda cos, axis: cos * basis[0] + np.sqrt(1 - cos**2) * basis[axis]  # noqa: E731
     with Gallery(settings, analyzer=analyzer) as g:
-        g.create("g")
+        g.create("g", **BASIS)
         enroll_vectors(g, "g", "one_lucky_match", np.stack([near(0.95, 1), near(0.10, 2)]))
         enroll_vectors(g, "g", "two_good_matches", np.stack([near(0.90, 3), near(0.90, 4)]))
         top = g.identify_embedding("g", query).candidates
@@ -172,7 +174,7 @@ def test_bad_embeddings_and_unknown_ids(gallery: Gallery) -> None:
     with pytest.raises(NotFoundError):
         gallery.erase("staff", "nobody")
     with pytest.raises(ConflictError) as exists:
-        gallery.create("staff")
+        gallery.create("staff", **BASIS)
     assert exists.value.code == "gallery_exists"
     record = gallery.get("staff")
     with pytest.raises(StoreError) as nan_template:
@@ -197,7 +199,7 @@ def test_index_is_rebuilt_when_stale_or_missing(tmp_path: Path, analyzer: FaceAn
                                                 backend: dict[str, str]) -> None:
     settings = settings_for(tmp_path, backend)
     first = Gallery(settings, analyzer=analyzer)
-    first.create("g")
+    first.create("g", **BASIS)
     vectors = unit_vectors(20, seed=3)
     for i, v in enumerate(vectors):
         enroll_vectors(first, "g", f"p{i}", v[None])  # SQL only: the index has not seen these

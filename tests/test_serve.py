@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.conftest import BASIS
 from tests.server import running_server
 from tests.test_cli import visage
 from visage.api.keys import KEY_CACHE_SECONDS
@@ -19,7 +20,7 @@ from visage.api.keys import KEY_CACHE_SECONDS
 def test_first_serve_prints_an_admin_key_once_and_never_logs_keys(tmp_path: Path, astronaut_bytes: bytes) -> None:
     with running_server(tmp_path) as server:
         admin = {"Authorization": f"Bearer {server.admin_key}"}
-        response = httpx.post(f"{server.base}/v1/galleries", json={"name": "door"}, headers=admin)
+        response = httpx.post(f"{server.base}/v1/galleries", json={"name": "door", **BASIS}, headers=admin)
         assert response.status_code == 201 and response.headers["x-visage-version"]
         made = visage("keys", "create", "kiosk", "--scope", "identify", "--gallery", "door", "--json",
                       env_data_dir=tmp_path)

@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from visage.cli_support import JsonOption, build_settings, err, expand_images, fail, out, print_json, progress_bar
+from visage.cli_support import (
+    JsonOption,
+    build_settings,
+    cli_actor,
+    err,
+    expand_images,
+    fail,
+    out,
+    print_json,
+    progress_bar,
+)
 from visage.errors import VisageError
 from visage.gallery.api import Enrollment, Gallery, Identification
 from visage.gallery.store_sql import GalleryRecord, PersonRecord
+from visage.privacy.audit import AuditNote, open_audit_log
+from visage.privacy.consent import LEGAL_BASES, Consent, ConsentRecord
 
 gallery_app = typer.Typer(help="Create, list and delete galleries.", no_args_is_help=True)
 person_app = typer.Typer(help="List, show and erase enrolled people.", no_args_is_help=True)
@@ -27,6 +42,35 @@ IdentifyPointOption = Annotated[
 ]
 
 
+BasisOption = Annotated[str | None, typer.Option(
+    "--basis", help="A legal basis covering everyone in the gallery: " + ", ".join(LEGAL_BASES) + ".")]
+JustificationOption = Annotated[str | None, typer.Option(help="Why the gallery-wide basis applies (required with it).")]
+ConsentBasisOption = Annotated[str | None, typer.Option(
+    "--consent-basis", help="The person's consent record: its legal basis (" + ", ".join(LEGAL_BASES) + ").")]
+ConsentEvidenceOption = Annotated[str | None, typer.Option(
+    "--consent-evidence", help="Where the proof of consent is (a form number, a contract id).")]
+ConsentExpiresOption = Annotated[datetime | None, typer.Option(
+    "--consent-expires", help="When the consent ends (UTC), e.g. 2027-12-31.")]
+
+
+def consent_from(basis: str | None, evidence: str | None, expires: datetime | None) -> Consent | None:
+    """The consent record given on the command line, recorded by this operating-system user."""
+    if basis is None and evidence is None and expires is None:
+        return None
+    if not basis or not evidence:
+        fail("a consent record needs both --consent-basis and --consent-evidence", code="consent_incomplete")
+    return Consent(basis, evidence, cli_actor(), expires)
+
+
+@contextmanager
+def audited(g: Gallery, action: str, *, gallery: str | None = None, person: str | None = None,
+            purpose: str | None = None, details: dict[str, Any] | None = None) -> Iterator[AuditNote]:
+    """Record a command's operation in the audit log (as the service does for API calls), success or failure."""
+    with open_audit_log(g.store.db, g.settings).operation(cli_actor(), action, gallery=gallery, person=person,
+                                                          purpose=purpose, details=details) as note:
+        yield note
+
+
 def open_gallery() -> Gallery:
     """The galleries of the configured database (models load only when a command analyses images)."""
     try:
@@ -37,12 +81,22 @@ def open_gallery() -> Gallery:
 
 def gallery_dict(g: GalleryRecord) -> dict[str, Any]:
     return {"name": g.name, "model": g.model.id, "dim": g.dim, "watchlist": g.watchlist,
-            "created_at": g.created_at.isoformat()}
+            "legal_basis": g.legal_basis, "justification": g.justification, "created_at": g.created_at.isoformat()}
+
+
+def consent_dict(c: ConsentRecord | None) -> dict[str, Any] | None:
+    if c is None:
+        return None
+    return {"basis": c.basis, "evidence": c.evidence, "recorded_by": c.recorded_by,
+            "recorded_at": c.recorded_at.isoformat(), "expires_at": c.expires_at.isoformat() if c.expires_at else None,
+            "withdrawn_at": c.withdrawn_at.isoformat() if c.withdrawn_at else None, "withdrawn_by": c.withdrawn_by,
+            "active": c.active()}
 
 
 def person_dict(p: PersonRecord) -> dict[str, Any]:
     return {"external_id": p.external_id, "display_name": p.display_name, "metadata": p.metadata,
-            "templates": p.templates, "created_at": p.created_at.isoformat(), "updated_at": p.updated_at.isoformat()}
+            "templates": p.templates, "created_at": p.created_at.isoformat(), "updated_at": p.updated_at.isoformat(),
+            "consent": consent_dict(p.consent), "matchable": p.matchable}
 
 
 def enrollment_dict(e: Enrollment) -> dict[str, Any]:
@@ -60,11 +114,16 @@ def identification_dict(image: str, i: Identification) -> dict[str, Any]:
 
 @gallery_app.command("create")
 def gallery_create(name: GalleryArg, watchlist: Annotated[bool, typer.Option(help="Flag for video alerts.")] = False,
+                   basis: BasisOption = None, justification: JustificationOption = None,
                    as_json: JsonOption = False) -> None:
-    """Create a gallery bound to the configured embedding model."""
+    """Create a gallery bound to the configured embedding model.
+
+    Without --basis, everyone enrolled needs a consent record (--consent-basis and --consent-evidence).
+    """
     with open_gallery() as g:
         try:
-            record = g.create(name, watchlist=watchlist)
+            with audited(g, "gallery.create", gallery=name, details={"watchlist": watchlist, "legal_basis": basis}):
+                record = g.create(name, watchlist=watchlist, legal_basis=basis, justification=justification)
         except VisageError as exc:
             fail(exc)
     print_json(gallery_dict(record)) if as_json else out.print(f"created gallery '{name}' ({record.model.id})",
@@ -90,7 +149,8 @@ def gallery_delete(name: GalleryArg, yes: Annotated[bool, typer.Option("--yes", 
         raise typer.Exit(1)
     with open_gallery() as g:
         try:
-            g.delete(name)
+            with audited(g, "gallery.delete", gallery=name):
+                g.delete(name)
         except VisageError as exc:
             fail(exc)
     out.print(f"deleted gallery '{name}'", markup=False)
@@ -107,12 +167,23 @@ def register(app: typer.Typer) -> None:
         images: Annotated[list[Path], typer.Argument(help="One or more images of the person.")],
         name: Annotated[str | None, typer.Option(help="Display name.")] = None,
         face_index: Annotated[int | None, typer.Option(help="Which face when an image holds several.")] = None,
+        consent_basis: ConsentBasisOption = None,
+        consent_evidence: ConsentEvidenceOption = None,
+        consent_expires: ConsentExpiresOption = None,
         as_json: JsonOption = False,
     ) -> None:
-        """Enrol a person from images (each must hold one face passing the quality gate)."""
+        """Enrol a person from images (each must hold one face passing the quality gate).
+
+        Unless the gallery has a legal basis for everyone, a new person needs a consent record.
+        """
+        consent = consent_from(consent_basis, consent_evidence, consent_expires)
         with open_gallery() as g:
             try:
-                result = g.enroll(gallery, person, list(images), display_name=name, face_index=face_index)
+                with audited(g, "enroll", gallery=gallery, person=person,
+                             details={"images": len(images), "consent": consent_basis}) as note:
+                    result = g.enroll(gallery, person, list(images), display_name=name, face_index=face_index,
+                                      consent=consent)
+                    note.result_count = len(result.template_ids)
             except VisageError as exc:
                 fail(exc)
         if as_json:
@@ -129,9 +200,16 @@ def register(app: typer.Typer) -> None:
     def enroll_dir(
         gallery: GalleryArg,
         folder: Annotated[Path, typer.Argument(help="One sub-folder per person, named by external id.")],
+        consent_basis: ConsentBasisOption = None,
+        consent_evidence: ConsentEvidenceOption = None,
+        consent_expires: ConsentExpiresOption = None,
         as_json: JsonOption = False,
     ) -> None:
-        """Enrol every sub-folder of FOLDER as one person; prints a summary of rejected images."""
+        """Enrol every sub-folder of FOLDER as one person; prints a summary of rejected images.
+
+        The consent options record the same consent for each person (e.g. a batch of signed forms).
+        """
+        consent = consent_from(consent_basis, consent_evidence, consent_expires)
         if not folder.is_dir():
             fail(f"{folder} is not a folder", code="not_a_folder")
         people = sorted(p for p in folder.iterdir() if p.is_dir())
@@ -140,8 +218,12 @@ def register(app: typer.Typer) -> None:
         enrolled, templates, rejected = 0, 0, []
         with open_gallery() as g, progress_bar(len(people), "enrolling") as advance:
             for person_dir in people:
+                images = expand_images([person_dir])
                 try:
-                    result = g.enroll(gallery, person_dir.name, expand_images([person_dir]))
+                    with audited(g, "enroll", gallery=gallery, person=person_dir.name,
+                                 details={"images": len(images), "consent": consent_basis}) as note:
+                        result = g.enroll(gallery, person_dir.name, images, consent=consent)
+                        note.result_count = len(result.template_ids)
                 except VisageError as exc:
                     fail(exc)
                 enrolled += result.person is not None
@@ -175,8 +257,12 @@ def register(app: typer.Typer) -> None:
         with open_gallery() as g:
             for image in expand_images(list(images)):
                 try:
-                    found = g.identify(gallery, image, top_k=top_k, operating_point=operating_point,
-                                       purpose=purpose)
+                    with audited(g, "identify", gallery=gallery, purpose=purpose,
+                                 details={"image": image.name}) as note:
+                        found = g.identify(gallery, image, top_k=top_k, operating_point=operating_point,
+                                           purpose=purpose)
+                        note.result_count = sum(len(i.candidates) for i in found)
+                        note.details["matches"] = sum(c.same for i in found for c in i.candidates)
                 except VisageError as exc:
                     if exc.code in ("gallery_not_found", "model_mismatch", "no_threshold", "purpose_required"):
                         fail(exc)
@@ -212,7 +298,9 @@ def register(app: typer.Typer) -> None:
         """Is the face in IMAGE this enrolled person? Exit code 0 if yes, 1 if not."""
         with open_gallery() as g:
             try:
-                result = g.verify(gallery, person, image, operating_point=operating_point)
+                with audited(g, "verify", gallery=gallery, person=person) as note:
+                    result = g.verify(gallery, person, image, operating_point=operating_point)
+                    note.details["matches"] = int(result.same)
             except VisageError as exc:
                 fail(exc)
         if as_json:
@@ -270,7 +358,39 @@ def person_erase(gallery: GalleryArg, person: PersonArg,
         raise typer.Exit(1)
     with open_gallery() as g:
         try:
-            g.erase(gallery, person)
+            with audited(g, "erase", gallery=gallery, person=person) as note:
+                erased = g.erase(gallery, person)
+                note.result_count = erased.templates
         except VisageError as exc:
             fail(exc)
     out.print(f"erased {person} from {gallery}", markup=False)
+
+
+@person_app.command("consent")
+def person_consent(gallery: GalleryArg, person: PersonArg,
+                   basis: Annotated[str, typer.Option(help="Legal basis: " + ", ".join(LEGAL_BASES) + ".")],
+                   evidence: Annotated[str, typer.Option(help="Where the proof is (a form number, a contract id).")],
+                   expires: Annotated[datetime | None, typer.Option(help="When it ends (UTC), e.g. 2027-12-31.")]
+                   = None,
+                   as_json: JsonOption = False) -> None:
+    """Record a new consent for an enrolled person (a renewal): they match again until it ends."""
+    with open_gallery() as g:
+        try:
+            with audited(g, "consent.record", gallery=gallery, person=person, details={"basis": basis}):
+                record = g.record_consent(gallery, person, Consent(basis, evidence, cli_actor(), expires))
+        except VisageError as exc:
+            fail(exc)
+    print_json(person_dict(record)) if as_json else out.print(f"consent recorded for {person}", markup=False)
+
+
+@person_app.command("withdraw-consent")
+def person_withdraw_consent(gallery: GalleryArg, person: PersonArg, as_json: JsonOption = False) -> None:
+    """The person withdrew consent: they stop matching now; `visage retention run` erases them."""
+    with open_gallery() as g:
+        try:
+            with audited(g, "consent.withdraw", gallery=gallery, person=person):
+                record = g.withdraw_consent(gallery, person, cli_actor())
+        except VisageError as exc:
+            fail(exc)
+    print_json(person_dict(record)) if as_json else out.print(f"consent of {person} withdrawn: no longer matched",
+                                                              markup=False)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,7 +15,7 @@ from visage.errors import VisageError
 
 if TYPE_CHECKING:
     from visage.api.keys import ApiKeys
-    from visage.privacy.audit import AuditLog
+    from visage.privacy.audit import AuditLog, AuditNote
 
 keys_app = typer.Typer(help="Create, list and revoke API keys for the REST service.", no_args_is_help=True)
 
@@ -30,6 +32,15 @@ def _keys() -> ApiKeys:
         fail(exc)
 
 
+@contextmanager
+def _audited(keys: ApiKeys, action: str, **fields: Any) -> Iterator[AuditNote]:
+    """A key command's operation in the audit log of the same database."""
+    from visage.privacy.audit import open_audit_log
+
+    with open_audit_log(keys.db, build_settings()).operation(cli_actor(), action, **fields) as note:
+        yield note
+
+
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Argument(help="Who or what the key is for.")],
@@ -40,7 +51,8 @@ def keys_create(
     """Create a key and print it once: only its hash is stored."""
     keys = _keys()
     try:
-        record, text = keys.create(name, scope, gallery=gallery)
+        with _audited(keys, "key.create", gallery=gallery, details={"name": name, "scopes": scope}):
+            record, text = keys.create(name, scope, gallery=gallery)
     except VisageError as exc:
         fail(exc)
     keys.db.close()
@@ -75,7 +87,8 @@ def keys_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix, as
     """Revoke a key: it stops working at once."""
     keys = _keys()
     try:
-        record = keys.revoke(prefix)
+        with _audited(keys, "key.revoke", details={"prefix": prefix}):
+            record = keys.revoke(prefix)
     except VisageError as exc:
         fail(exc)
     keys.db.close()

@@ -42,16 +42,35 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{Path(data_dir) / 'visage.db'}"
 
 
-def migrate(engine: Any) -> None:
-    """Create or upgrade the schema to the newest Alembic revision."""
+def migrate(engine: Any, revision: str = "head") -> None:
+    """Create or upgrade the schema to ``revision`` (default: the newest).
+
+    SQLite changes a table's columns by copying it into a new table and dropping the old one;
+    with foreign keys enforced, dropping ``persons`` would cascade into every template. So
+    enforcement is off while migrating (it can only be switched outside a transaction) and the
+    keys are checked before it is switched back on.
+    """
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(resources.files("visage").joinpath("migrations")))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()  # ends SQLAlchemy's implicit transaction (the driver opened none for a PRAGMA)
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+                if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                    raise StoreError("the schema upgrade left rows pointing at missing rows; it was rolled back",
+                                     code="migration_failed")
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

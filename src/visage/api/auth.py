@@ -21,9 +21,8 @@ from fastapi import Request
 from visage.api.errors import ApiError
 from visage.api.keys import ApiKey, ApiKeys
 from visage.config import Settings
-from visage.errors import VisageError
 from visage.gallery import Gallery
-from visage.privacy.audit import AuditLog
+from visage.privacy.audit import AuditLog, AuditNote
 
 
 class RateLimiter:
@@ -103,28 +102,10 @@ def require(scope: str) -> Callable[[Request], Awaitable[ApiKey]]:
     return dependency
 
 
-@dataclass
-class AuditNote:
-    """Filled in by the route: how many results went back, and anything else worth recording."""
-
-    result_count: int | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-
-
 @contextmanager
 def audited(ctx: Services, key: ApiKey, action: str, *, gallery: str | None = None, person: str | None = None,
             purpose: str | None = None, details: dict[str, Any] | None = None) -> Iterator[AuditNote]:
-    """Record the operation in the audit log, whether it succeeds (``ok``) or fails (its error code)."""
-    note = AuditNote(details=dict(details or {}))
-    outcome = "ok"
-    try:
+    """Record the operation in the audit log under the calling key, whether it succeeds or fails."""
+    with ctx.audit.operation(key.label, action, gallery=gallery, person=person, purpose=purpose,
+                             details=details) as note:
         yield note
-    except VisageError as exc:
-        outcome = exc.code
-        raise
-    except ApiError as exc:
-        outcome = exc.code
-        raise
-    finally:
-        ctx.audit.record(key.label, action, gallery=gallery, person=person, purpose=purpose, details=note.details,
-                         result_count=note.result_count, outcome=outcome)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
@@ -11,6 +12,7 @@ from visage.api.auth import Services, audited, require, services
 from visage.api.errors import ApiError
 from visage.api.keys import ApiKey
 from visage.api.schemas import (
+    ConsentIn,
     EnrollmentOut,
     GalleryIn,
     GalleryOut,
@@ -21,6 +23,7 @@ from visage.api.schemas import (
 )
 from visage.api.uploads import expect_json, expect_multipart, read_uploads
 from visage.errors import InvalidInputError
+from visage.privacy.consent import Consent
 
 router = APIRouter(prefix="/v1/galleries", tags=["galleries"])
 Ctx = Annotated[Services, Depends(services)]
@@ -43,8 +46,10 @@ def list_galleries(ctx: Ctx, key: Annotated[ApiKey, Depends(require("read"))]) -
 @router.post("", response_model=GalleryOut, status_code=201, dependencies=[Depends(expect_json)])
 def create_gallery(body: GalleryIn, ctx: Ctx, key: Annotated[ApiKey, Depends(require("admin"))]) -> GalleryOut:
     """A new gallery bound to the server's embedding model."""
-    with audited(ctx, key, "gallery.create", gallery=body.name, details={"watchlist": body.watchlist}):
-        return GalleryOut.of(ctx.gallery.create(body.name, watchlist=body.watchlist))
+    details = {"watchlist": body.watchlist, "legal_basis": body.legal_basis}
+    with audited(ctx, key, "gallery.create", gallery=body.name, details=details):
+        return GalleryOut.of(ctx.gallery.create(body.name, watchlist=body.watchlist, legal_basis=body.legal_basis,
+                                                justification=body.justification))
 
 
 @router.get("/{gallery}", response_model=GalleryOut)
@@ -83,14 +88,22 @@ def enroll(
     display_name: Annotated[str | None, Form(max_length=400)] = None,
     metadata: Annotated[str | None, Form(description="A JSON object stored with the person.")] = None,
     face_index: Annotated[int | None, Form(ge=0)] = None,
+    consent_basis: Annotated[str | None, Form(description="The person's consent record: its legal basis.")] = None,
+    consent_evidence: Annotated[str | None, Form(max_length=1000, description="Where the proof is.")] = None,
+    consent_expires_at: Annotated[datetime | None, Form(description="When the consent ends (ISO 8601).")] = None,
 ) -> EnrollmentOut:
-    """Enrol a person (new or existing) from photos: each must hold one face that passes the quality gate."""
+    """Enrol a person (new or existing) from photos: each must hold one face that passes the quality gate.
+
+    Unless the gallery has a legal basis for everyone, a new person needs a consent record
+    (``consent_basis`` and ``consent_evidence``, optionally ``consent_expires_at``).
+    """
     attributes = parse_metadata(metadata)
     labels, blobs = read_uploads(images)
-    details = {"images": len(blobs), "face_index": face_index}
+    details = {"images": len(blobs), "face_index": face_index, "consent": consent_basis}
     with audited(ctx, key, "enroll", gallery=gallery, person=external_id, details=details) as note:
+        consent = consent_from(key, consent_basis, consent_evidence, consent_expires_at)
         result = ctx.gallery.enroll(gallery, external_id, blobs, display_name=display_name, metadata=attributes,
-                                    face_index=face_index, labels=labels)
+                                    face_index=face_index, labels=labels, consent=consent)
         note.result_count = len(result.template_ids)
         note.details["rejected"] = [r.code for r in result.rejected]
         out = EnrollmentOut.of(result)
@@ -98,6 +111,16 @@ def enroll(
             raise ApiError(422, "nothing_enrolled", "no image could be enrolled",
                            extra={"rejected": [r.model_dump() for r in out.rejected]})
     return out
+
+
+def consent_from(key: ApiKey, basis: str | None, evidence: str | None, expires_at: datetime | None) -> Consent | None:
+    """A consent record from form fields (recorded by the calling key), None when none was given."""
+    if basis is None and evidence is None and expires_at is None:
+        return None
+    if not basis or not evidence:
+        raise InvalidInputError("a consent record needs both consent_basis and consent_evidence",
+                                code="consent_incomplete")
+    return Consent(basis, evidence, key.label, expires_at)
 
 
 def parse_metadata(text: str | None) -> dict[str, Any] | None:
@@ -123,6 +146,25 @@ def delete_template(gallery: str, template_id: int, ctx: Ctx,
                     key: Annotated[ApiKey, Depends(require("enroll"))]) -> TemplateOut:
     with audited(ctx, key, "template.delete", gallery=gallery, details={"template_id": template_id}):
         return TemplateOut.of(ctx.gallery.delete_template(gallery, template_id))
+
+
+@router.post("/{gallery}/persons/{external_id:path}/consent", response_model=PersonOut,
+             dependencies=[Depends(expect_json)])
+def record_consent(gallery: str, external_id: str, body: ConsentIn, ctx: Ctx,
+                   key: Annotated[ApiKey, Depends(require("enroll"))]) -> PersonOut:
+    """Record a new consent (a renewal): the person matches again until it ends."""
+    with audited(ctx, key, "consent.record", gallery=gallery, person=external_id,
+                 details={"basis": body.basis, "expires_at": body.expires_at.isoformat() if body.expires_at else None}):
+        consent = Consent(body.basis, body.evidence, key.label, body.expires_at)
+        return PersonOut.of(ctx.gallery.record_consent(gallery, external_id, consent))
+
+
+@router.delete("/{gallery}/persons/{external_id:path}/consent", response_model=PersonOut)
+def withdraw_consent(gallery: str, external_id: str, ctx: Ctx,
+                     key: Annotated[ApiKey, Depends(require("enroll"))]) -> PersonOut:
+    """The person withdrew consent: they stop matching at once, and retention erases them."""
+    with audited(ctx, key, "consent.withdraw", gallery=gallery, person=external_id):
+        return PersonOut.of(ctx.gallery.withdraw_consent(gallery, external_id, key.label))
 
 
 # Person ids are data and may hold "/": these routes match the rest of the path, so they come last.

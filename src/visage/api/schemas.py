@@ -11,6 +11,7 @@ from visage.api.keys import ApiKey
 from visage.gallery import Candidate, Enrollment, Identification
 from visage.gallery.store_sql import GalleryRecord, PersonRecord, TemplateRecord
 from visage.privacy.audit import AuditEntry
+from visage.privacy.consent import LEGAL_BASES, ConsentRecord
 from visage.types import Face, Verification
 
 Item = TypeVar("Item")
@@ -28,9 +29,16 @@ class Page(BaseModel, Generic[Item]):
     total: int | None = Field(None, description="Matching items in all, where cheap to count.")
 
 
+BasisField = Field(description="Legal basis: " + ", ".join(LEGAL_BASES) + ".")
+
+
 class GalleryIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     watchlist: bool = False
+    legal_basis: str | None = Field(None, description="A legal basis covering everyone in the gallery (one of "
+                                    + ", ".join(LEGAL_BASES) + "); without it each person needs a consent record.")
+    justification: str | None = Field(None, max_length=4000,
+                                      description="Why the gallery-wide basis applies (required with it).")
 
 
 class GalleryOut(BaseModel):
@@ -39,10 +47,36 @@ class GalleryOut(BaseModel):
     dim: int
     watchlist: bool
     created_at: datetime
+    legal_basis: str | None
+    justification: str | None
 
     @classmethod
     def of(cls, g: GalleryRecord) -> GalleryOut:
-        return cls(name=g.name, model=g.model.id, dim=g.dim, watchlist=g.watchlist, created_at=g.created_at)
+        return cls(name=g.name, model=g.model.id, dim=g.dim, watchlist=g.watchlist, created_at=g.created_at,
+                   legal_basis=g.legal_basis, justification=g.justification)
+
+
+class ConsentIn(BaseModel):
+    basis: str = BasisField
+    evidence: str = Field(min_length=1, max_length=1000, description="Where the proof is: a form number, a contract.")
+    expires_at: datetime | None = Field(None, description="When the consent ends (ISO 8601; no zone means UTC).")
+
+
+class ConsentOut(BaseModel):
+    basis: str
+    evidence: str
+    recorded_by: str
+    recorded_at: datetime
+    expires_at: datetime | None
+    withdrawn_at: datetime | None
+    withdrawn_by: str | None
+    active: bool
+
+    @classmethod
+    def of(cls, c: ConsentRecord) -> ConsentOut:
+        return cls(basis=c.basis, evidence=c.evidence, recorded_by=c.recorded_by, recorded_at=c.recorded_at,
+                   expires_at=c.expires_at, withdrawn_at=c.withdrawn_at, withdrawn_by=c.withdrawn_by,
+                   active=c.active())
 
 
 class PersonOut(BaseModel):
@@ -52,11 +86,14 @@ class PersonOut(BaseModel):
     templates: int
     created_at: datetime
     updated_at: datetime
+    consent: ConsentOut | None = Field(description="The newest consent record (none under a gallery-wide basis).")
+    matchable: bool = Field(description="False once the consent expired or was withdrawn: the person matches no one.")
 
     @classmethod
     def of(cls, p: PersonRecord) -> PersonOut:
         return cls(external_id=p.external_id, display_name=p.display_name, metadata=p.metadata,
-                   templates=p.templates, created_at=p.created_at, updated_at=p.updated_at)
+                   templates=p.templates, created_at=p.created_at, updated_at=p.updated_at,
+                   consent=ConsentOut.of(p.consent) if p.consent else None, matchable=p.matchable)
 
 
 class PersonPatch(BaseModel):

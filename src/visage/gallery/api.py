@@ -22,7 +22,7 @@ import numpy as np
 
 from visage.config import Settings
 from visage.db import sqlite_url
-from visage.errors import ConflictError, EmbeddingError, InvalidInputError, NoFaceError, VisageError
+from visage.errors import ConflictError, EmbeddingError, InvalidInputError, NoFaceError, NotFoundError, VisageError
 from visage.gallery.index import VectorIndex
 from visage.gallery.index_faiss import FaissIndex
 from visage.gallery.store_sql import (
@@ -35,6 +35,7 @@ from visage.gallery.store_sql import (
 from visage.io.image import ImageSource
 from visage.model_cards import Threshold
 from visage.pipeline import FaceAnalyzer
+from visage.privacy.consent import Consent, require_active
 from visage.privacy.crypto import DataCipher
 from visage.privacy.data_keys import open_key_provider
 from visage.types import Face, FloatArray, Verification
@@ -176,9 +177,16 @@ class Gallery:
 
     # --- galleries -------------------------------------------------------------------------------
 
-    def create(self, name: str, *, watchlist: bool = False) -> GalleryRecord:
-        """A new gallery bound to this analyzer's embedding model."""
-        return self.store.create_gallery(name, self.analyzer.model, self.analyzer.embedder.dim, watchlist=watchlist)
+    def create(self, name: str, *, watchlist: bool = False, legal_basis: str | None = None,
+               justification: str | None = None) -> GalleryRecord:
+        """A new gallery bound to this analyzer's embedding model.
+
+        ``legal_basis`` (one of :data:`~visage.privacy.consent.LEGAL_BASES`, with a written
+        ``justification``) covers everyone in the gallery; without it each person enrolled needs
+        a consent record.
+        """
+        return self.store.create_gallery(name, self.analyzer.model, self.analyzer.embedder.dim, watchlist=watchlist,
+                                         legal_basis=legal_basis, justification=justification)
 
     def get(self, name: str) -> GalleryRecord:
         return self.store.gallery(name)
@@ -314,12 +322,16 @@ class Gallery:
         metadata: dict[str, Any] | None = None,
         face_index: int | None = None,
         labels: Sequence[str] | None = None,
+        consent: Consent | None = None,
     ) -> Enrollment:
         """Add a template per acceptable image (one face passing the quality gate); the others are reported.
 
         ``labels`` name the images in rejections (e.g. upload file names); by default, their paths.
+        ``consent`` is the person's consent record, required unless the gallery has a legal basis
+        for everyone or the person already has an active one (checked before any image is analysed).
         """
         gallery = self._bound(gallery_name)
+        consent = self._consent_for(gallery, external_id, consent)
         if labels is not None and len(labels) != len(images):
             raise InvalidInputError(f"{len(labels)} labels for {len(images)} images", code="labels_mismatch")
         accepted: list[NewTemplate] = []
@@ -333,7 +345,7 @@ class Gallery:
                 rejected.append(outcome)
         if not accepted:
             return Enrollment(None, [], rejected)
-        person, ids = self._store_templates(gallery, external_id, accepted, display_name, metadata)
+        person, ids = self._store_templates(gallery, external_id, accepted, display_name, metadata, consent)
         return Enrollment(person, ids, rejected)
 
     def enroll_templates(
@@ -344,6 +356,7 @@ class Gallery:
         *,
         display_name: str | None = None,
         metadata: dict[str, Any] | None = None,
+        consent: Consent | None = None,
     ) -> Enrollment:
         """Enrol embeddings computed elsewhere (an import, or an evaluation that picks faces itself).
 
@@ -355,16 +368,31 @@ class Gallery:
             raise EmbeddingError("no templates to enrol", code="no_templates")
         checked = [NewTemplate(unit_vector(gallery, t.embedding), t.source_sha256, t.box, t.quality)
                    for t in templates]
-        person, ids = self._store_templates(gallery, external_id, checked, display_name, metadata)
+        person, ids = self._store_templates(gallery, external_id, checked, display_name, metadata,
+                                            self._consent_for(gallery, external_id, consent))
         return Enrollment(person, ids, [])
 
+    def _consent_for(self, gallery: GalleryRecord, external_id: str, consent: Consent | None) -> Consent | None:
+        """Fail fast (before any image is analysed) when the enrolment could not be stored for want of consent;
+        the store checks again in its transaction."""
+        if consent is not None:
+            return consent.checked()
+        if gallery.legal_basis is None:
+            try:
+                current = self.store.person(gallery, external_id).consent
+            except NotFoundError:
+                current = None
+            require_active(gallery.name, external_id, current)
+        return None
+
     def _store_templates(self, gallery: GalleryRecord, external_id: str, templates: Sequence[NewTemplate],
-                         display_name: str | None, metadata: dict[str, Any] | None) -> tuple[PersonRecord, list[int]]:
+                         display_name: str | None, metadata: dict[str, Any] | None,
+                         consent: Consent | None) -> tuple[PersonRecord, list[int]]:
         slot = self._fresh(gallery)
         with slot.lock:
             before = self.store.revision(gallery)
             person, ids = self.store.enroll(gallery, external_id, templates, display_name=display_name,
-                                            metadata=metadata)
+                                            metadata=metadata, consent=consent)
             vectors = np.stack([t.embedding for t in templates]).astype(np.float32)
             self._after_write(gallery, slot, (np.array(ids, np.int64), vectors), None, before)
         return person, ids
@@ -381,6 +409,14 @@ class Gallery:
                       metadata: dict[str, Any] | None = None) -> PersonRecord:
         return self.store.update_person(self.store.gallery(gallery_name), external_id, display_name=display_name,
                                         metadata=metadata)
+
+    def record_consent(self, gallery_name: str, external_id: str, consent: Consent) -> PersonRecord:
+        """A new consent record (a renewal): the person matches again until it ends."""
+        return self.store.record_consent(self.store.gallery(gallery_name), external_id, consent)
+
+    def withdraw_consent(self, gallery_name: str, external_id: str, withdrawn_by: str) -> PersonRecord:
+        """The person withdrew consent: they stop matching now and retention erases them."""
+        return self.store.withdraw_consent(self.store.gallery(gallery_name), external_id, withdrawn_by)
 
     def templates(self, gallery_name: str, external_id: str) -> list[TemplateRecord]:
         return self.store.templates(self.store.gallery(gallery_name), external_id)
@@ -428,7 +464,11 @@ class Gallery:
         slot = self._fresh(gallery)
         with slot.lock:
             similarities, ids = slot.index.search(queries, top_k * TEMPLATES_PER_CANDIDATE)
-        owners = self.store.template_people(gallery, [int(i) for i in np.unique(ids) if i >= 0])
+        now = time.time()
+        # People whose consent ended are skipped (retention erases them later).
+        owners = {template: owner for template, owner in
+                  self.store.template_people(gallery, [int(i) for i in np.unique(ids) if i >= 0]).items()
+                  if owner.matchable_until is None or owner.matchable_until > now}
         named = {owner.person_id: owner for owner in owners.values()}
         results = []
         for row_similarities, row_ids in zip(similarities, ids, strict=True):
@@ -484,7 +524,7 @@ class Gallery:
                operating_point: str | None = None) -> Verification:
         """1:1: is the largest face of ``image`` this enrolled person?"""
         gallery = self._bound(gallery_name)
-        person = self.store.person(gallery, external_id)
+        person = self._matchable_person(gallery, external_id)
         threshold = self._verify_threshold(operating_point)
         faces = self.analyzer.analyze(image, faces="largest")
         if len(faces) == 0 or faces.embeddings is None:
@@ -498,11 +538,19 @@ class Gallery:
                          operating_point: str | None = None) -> Verification:
         """1:1 for a raw embedding made by the gallery's model (normalised here)."""
         gallery = self._bound(gallery_name)
-        person = self.store.person(gallery, external_id)
+        person = self._matchable_person(gallery, external_id)
         threshold = self._verify_threshold(operating_point)
         score = self._score(self._person_template_similarities(gallery, person, unit_vector(gallery, embedding)))
         return Verification(same=score >= threshold.value, similarity=score, threshold=threshold.value,
                             operating_point=threshold.operating_point)
+
+    def _matchable_person(self, gallery: GalleryRecord, external_id: str) -> PersonRecord:
+        person = self.store.person(gallery, external_id)
+        if not person.matchable:
+            ended = person.consent.ends_at.isoformat() if person.consent and person.consent.ends_at else "earlier"
+            raise ConflictError(f"the consent of '{external_id}' ended ({ended}): their templates no longer match",
+                                code="consent_ended")
+        return person
 
     def _person_template_similarities(self, gallery: GalleryRecord, person: PersonRecord,
                                       query: FloatArray) -> list[float]:

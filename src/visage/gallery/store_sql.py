@@ -14,6 +14,7 @@ vectors do not change, so indexes stay current and searches go on).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +31,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
     UniqueConstraint,
     bindparam,
     delete,
@@ -42,6 +44,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from visage.db import Base, Database, as_utc, utcnow
 from visage.errors import ConflictError, NotFoundError, StoreError
+from visage.privacy.consent import Consent, ConsentRecord, ConsentRow, check_gallery_basis, epoch, require_active
 from visage.privacy.crypto import DataCipher
 from visage.types import FloatArray, ModelInfo
 
@@ -59,6 +62,9 @@ class GalleryRow(Base):
     watchlist: Mapped[bool] = mapped_column(Boolean, default=False)
     revision: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # A basis for everyone in the gallery (then no per-person consent record is needed), and why.
+    legal_basis: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    basis_justification: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class PersonRow(Base):
@@ -70,8 +76,8 @@ class PersonRow(Base):
     external_id: Mapped[str] = mapped_column(String(200))
     display_name: Mapped[str | None] = mapped_column(String(400), nullable=True)
     attributes: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
-    # Filled by the privacy issue (consent records); nullable until then.
-    consent_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # When matching stops (epoch seconds): the newest consent record's expiry or withdrawal; NULL: no end.
+    matchable_until: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -104,10 +110,14 @@ class GalleryRecord:
     watchlist: bool
     revision: int
     created_at: datetime
+    legal_basis: str | None = None
+    justification: str | None = None
 
 
 @dataclass(frozen=True)
 class PersonRecord:
+    """An enrolled person; ``consent`` is their newest consent record (None under a gallery-wide basis)."""
+
     id: int
     gallery: str
     external_id: str
@@ -116,6 +126,8 @@ class PersonRecord:
     templates: int
     created_at: datetime
     updated_at: datetime
+    consent: ConsentRecord | None = None
+    matchable: bool = True
 
 
 @dataclass(frozen=True)
@@ -125,6 +137,7 @@ class TemplateOwner:
     person_id: int
     external_id: str
     display_name: str | None
+    matchable_until: int | None  # epoch seconds; past it the person no longer matches
 
 
 @dataclass(frozen=True)
@@ -164,7 +177,8 @@ _TEMPLATE_COUNT = select(func.count()).select_from(TemplateRow)
 def _gallery_record(row: Any) -> GalleryRecord:
     """From an ORM ``GalleryRow`` or a Core row of the galleries table."""
     model = ModelInfo(name=row.model_name, version=row.model_version, sha256=row.model_sha256)
-    return GalleryRecord(row.id, row.name, model, row.dim, row.watchlist, row.revision, as_utc(row.created_at))
+    return GalleryRecord(row.id, row.name, model, row.dim, row.watchlist, row.revision, as_utc(row.created_at),
+                         row.legal_basis, row.basis_justification)
 
 
 def _template_record(row: TemplateRow) -> TemplateRecord:
@@ -185,7 +199,7 @@ class SqlStore:
         self._gallery_by_name = select(GalleryRow.__table__).where(GalleryRow.name == bindparam("name"))
         # Naming search results: plain SQL (no statement compilation), by primary key alone (with a gallery
         # condition SQLite's planner walks the gallery index instead), the ids as one parameter.
-        owners = ("SELECT t.id, t.gallery_id, p.id, p.external_id, p.display_name FROM templates t "
+        owners = ("SELECT t.id, t.gallery_id, p.id, p.external_id, p.display_name, p.matchable_until FROM templates t "
                   "JOIN persons p ON p.id = t.person_id WHERE t.id ")
         self._owners_sql = owners + ("IN (SELECT value FROM json_each(?))" if self.db.is_sqlite else "= ANY(%s)")
 
@@ -194,7 +208,11 @@ class SqlStore:
 
     # --- galleries -------------------------------------------------------------------------------
 
-    def create_gallery(self, name: str, model: ModelInfo, dim: int, *, watchlist: bool = False) -> GalleryRecord:
+    def create_gallery(self, name: str, model: ModelInfo, dim: int, *, watchlist: bool = False,
+                       legal_basis: str | None = None, justification: str | None = None) -> GalleryRecord:
+        """A new gallery; ``legal_basis`` (with its ``justification``) covers everyone in it, else each person
+        needs a consent record to be enrolled."""
+        legal_basis, justification = check_gallery_basis(legal_basis, justification)
         if not name.strip():
             raise StoreError("a gallery name cannot be empty", code="invalid_name")
         if "/" in name or any(ord(c) < 32 for c in name):
@@ -203,7 +221,8 @@ class SqlStore:
         try:
             with self._write() as session:
                 row = GalleryRow(name=name, model_id=model.id, model_name=model.name, model_version=model.version,
-                                 model_sha256=model.sha256, dim=dim, watchlist=watchlist, revision=0)
+                                 model_sha256=model.sha256, dim=dim, watchlist=watchlist, revision=0,
+                                 legal_basis=legal_basis, basis_justification=justification)
                 session.add(row)
                 session.flush()
                 return _gallery_record(row)
@@ -246,11 +265,22 @@ class SqlStore:
         return row
 
     def _person_record(self, session: Session, gallery: GalleryRecord, row: PersonRow,
-                       templates: int | None = None) -> PersonRecord:
+                       templates: int | None = None,
+                       consents: dict[int, ConsentRecord] | None = None) -> PersonRecord:
+        """``templates`` and newest ``consents`` are read here unless given (lists read them for a whole page)."""
         if templates is None:
             templates = session.scalar(_TEMPLATE_COUNT.where(TemplateRow.person_id == row.id))
+        if consents is None:
+            consents = self._newest_consents(session, [row.id])
+        consent = consents.get(row.id)
+        matchable = row.matchable_until is None or row.matchable_until > time.time()
         return PersonRecord(row.id, gallery.name, row.external_id, row.display_name, dict(row.attributes or {}),
-                            int(templates or 0), as_utc(row.created_at), as_utc(row.updated_at))
+                            int(templates or 0), as_utc(row.created_at), as_utc(row.updated_at), consent, matchable)
+
+    @staticmethod
+    def _newest_consents(session: Session, person_ids: list[int]) -> dict[int, ConsentRecord]:
+        rows = session.scalars(select(ConsentRow).where(ConsentRow.person_id.in_(person_ids)).order_by(ConsentRow.id))
+        return {row.person_id: ConsentRecord.of(row) for row in rows}  # the newest wins
 
     def person(self, gallery: GalleryRecord, external_id: str) -> PersonRecord:
         with self._read() as session:
@@ -260,8 +290,9 @@ class SqlStore:
         with self._read() as session:
             templates = _TEMPLATE_COUNT.where(TemplateRow.person_id == PersonRow.id).scalar_subquery()
             rows = session.execute(select(PersonRow, templates).where(PersonRow.gallery_id == gallery.id)
-                                   .order_by(PersonRow.external_id).offset(offset).limit(limit))
-            return [self._person_record(session, gallery, row, count) for row, count in rows]
+                                   .order_by(PersonRow.external_id).offset(offset).limit(limit)).all()
+            consents = self._newest_consents(session, [row.id for row, _ in rows])
+            return [self._person_record(session, gallery, row, count, consents) for row, count in rows]
 
     def person_count(self, gallery: GalleryRecord) -> int:
         """People enrolled in the gallery (each one a chance of a false match in a 1:N search)."""
@@ -284,8 +315,13 @@ class SqlStore:
 
     def enroll(self, gallery: GalleryRecord, external_id: str, templates: Sequence[NewTemplate], *,
                display_name: str | None = None, metadata: dict[str, Any] | None = None,
-               create: bool = True) -> tuple[PersonRecord, list[int]]:
-        """Add templates to a person (created when ``create`` and missing), all or nothing; bumps the revision."""
+               create: bool = True, consent: Consent | None = None) -> tuple[PersonRecord, list[int]]:
+        """Add templates to a person (created when ``create`` and missing), all or nothing; bumps the revision.
+
+        Unless the gallery declares a legal basis for everyone, the person needs a consent record:
+        ``consent`` (stored with the templates, in the same transaction) or an active one already stored.
+        """
+        consent = consent.checked() if consent is not None else None
         if not external_id.strip():
             raise StoreError("a person's external id cannot be empty", code="invalid_external_id")
         for template in templates:
@@ -309,6 +345,11 @@ class SqlStore:
                 if metadata is not None:
                     row.attributes = metadata
                 row.updated_at = utcnow()
+            if consent is not None:
+                self._add_consent(session, row, consent)
+            elif gallery.legal_basis is None:
+                newest = self._newest_consents(session, [row.id]).get(row.id)
+                require_active(gallery.name, external_id, newest)
             context = embedding_context(gallery.id, row.id)
             template_rows = []
             for t in templates:
@@ -322,6 +363,50 @@ class SqlStore:
                 self._bump(session, gallery)
             session.flush()
             return self._person_record(session, gallery, row), [t.id for t in template_rows]
+
+    # --- consent ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _add_consent(session: Session, row: PersonRow, consent: Consent) -> None:
+        session.add(ConsentRow(person_id=row.id, basis=consent.basis, evidence=consent.evidence,
+                               recorded_by=consent.recorded_by, expires_at=consent.expires_at))
+        row.matchable_until = epoch(consent.expires_at)
+
+    def record_consent(self, gallery: GalleryRecord, external_id: str, consent: Consent) -> PersonRecord:
+        """A new consent record for an enrolled person (a renewal): they match again until it ends."""
+        consent = consent.checked()
+        with self._write() as session:
+            row = self._person_row(session, gallery, external_id)
+            self._add_consent(session, row, consent)
+            row.updated_at = utcnow()
+            session.flush()
+            return self._person_record(session, gallery, row)
+
+    def withdraw_consent(self, gallery: GalleryRecord, external_id: str, withdrawn_by: str) -> PersonRecord:
+        """Date the withdrawal of the person's consent: they stop matching now; retention erases them."""
+        with self._write() as session:
+            row = self._person_row(session, gallery, external_id)
+            newest = session.scalar(select(ConsentRow).where(ConsentRow.person_id == row.id)
+                                    .order_by(ConsentRow.id.desc()).limit(1))
+            if newest is None or newest.withdrawn_at is not None:
+                raise ConflictError(f"'{external_id}' has no consent to withdraw"
+                                    + (" (the gallery's legal basis covers them: erase them to stop processing)"
+                                       if gallery.legal_basis else ""), code="no_active_consent")
+            now = utcnow()
+            newest.withdrawn_at, newest.withdrawn_by = now, withdrawn_by
+            row.matchable_until = epoch(now)
+            row.updated_at = now
+            session.flush()
+            return self._person_record(session, gallery, row)
+
+    def unmatchable_persons(self, *, limit: int = 1000) -> list[tuple[str, str]]:
+        """``(gallery, external id)`` of people whose consent ended (expired or withdrawn), for retention."""
+        with self._read() as session:
+            rows = session.execute(select(GalleryRow.name, PersonRow.external_id)
+                                   .join(GalleryRow, GalleryRow.id == PersonRow.gallery_id)
+                                   .where(PersonRow.matchable_until <= int(time.time()))
+                                   .order_by(PersonRow.id).limit(limit))
+            return [(gallery, external_id) for gallery, external_id in rows]
 
     def erase_person(self, gallery: GalleryRecord, external_id: str) -> tuple[PersonRecord, list[int]]:
         """Delete a person and every template; returns the removed template ids (for the index)."""
@@ -360,8 +445,8 @@ class SqlStore:
         ids = [int(i) for i in template_ids]
         with self.db.connect() as connection:
             rows = connection.exec_driver_sql(self._owners_sql, (json.dumps(ids) if self.db.is_sqlite else ids,))
-            return {int(t): TemplateOwner(int(p), external_id, name)
-                    for t, owner_gallery, p, external_id, name in rows if owner_gallery == gallery.id}
+            return {int(t): TemplateOwner(int(p), external_id, name, until)
+                    for t, owner_gallery, p, external_id, name, until in rows if owner_gallery == gallery.id}
 
     def _vectors(self, gallery: GalleryRecord, rows: Sequence[Any]) -> np.ndarray:
         """``(n, dim)`` float32 from ``(person_id, key_id, sealed)`` rows."""

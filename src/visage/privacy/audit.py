@@ -17,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,6 +72,14 @@ class Checkpoint:
     entry_id: int
     entry_hash: str
     key_id: str
+
+
+@dataclass
+class AuditNote:
+    """Filled in by an audited operation: how many results went back, and anything else worth recording."""
+
+    result_count: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -164,6 +174,24 @@ class AuditLog:
                 return entry
         raise StoreError(f"could not append to the audit log after {APPEND_ATTEMPTS} attempts (heavy contention)",
                          code="audit_contention")
+
+    @contextmanager
+    def operation(self, actor: str, action: str, *, gallery: str | None = None, person: str | None = None,
+                  purpose: str | None = None, details: dict[str, Any] | None = None) -> Iterator[AuditNote]:
+        """Record the operation run inside, whether it succeeds (``ok``) or fails (its error's code).
+
+        The caller fills the yielded note: how many results went back, anything worth adding.
+        """
+        note = AuditNote(details=dict(details or {}))
+        outcome = "ok"
+        try:
+            yield note
+        except Exception as exc:
+            outcome = str(getattr(exc, "code", None) or type(exc).__name__)
+            raise
+        finally:
+            self.record(actor, action, gallery=gallery, person=person, purpose=purpose, details=note.details,
+                        result_count=note.result_count, outcome=outcome)
 
     def checkpoint(self) -> Checkpoint | None:
         """Sign the newest entry (None when the log is empty); needs a signer."""

@@ -97,6 +97,7 @@ async function loadPeople() {
     cell(row, person.external_id);
     cell(row, person.display_name);
     cell(row, person.templates);
+    cell(row, consentText(person));
     cell(row, new Date(person.created_at).toLocaleString());
     const erase = document.createElement("button");
     erase.type = "button";
@@ -111,6 +112,14 @@ async function loadPeople() {
   $("#people-page").textContent = page.total ? `${state.peopleOffset + 1}–${last} of ${page.total}` : "Nobody enrolled.";
   $("#people-prev").disabled = state.peopleOffset === 0;
   $("#people-next").disabled = last >= page.total;
+}
+
+function consentText(person) {
+  const consent = person.consent;
+  if (!consent) return "gallery's basis";
+  if (consent.withdrawn_at) return `withdrawn ${new Date(consent.withdrawn_at).toLocaleDateString()} (not matched)`;
+  const until = consent.expires_at ? ` until ${new Date(consent.expires_at).toLocaleDateString()}` : "";
+  return `${consent.basis.replace("_", " ")}${until}${person.matchable ? "" : " (expired, not matched)"}`;
 }
 
 async function erasePerson(externalId) {
@@ -150,6 +159,11 @@ async function enroll(event) {
   fail("");
   const form = new FormData(event.target);
   if (!form.get("display_name")) form.delete("display_name");
+  if (!form.get("consent_evidence")) {  // no consent record given: the gallery's basis (or a stored one) applies
+    for (const field of ["consent_basis", "consent_evidence", "consent_expires_at"]) form.delete(field);
+  } else if (!form.get("consent_expires_at")) {
+    form.delete("consent_expires_at");
+  }
   say("Enrolling…");
   try {
     describeEnrollment(await api(`${galleryPath()}/persons`, { method: "POST", body: form }));
@@ -165,10 +179,16 @@ async function enroll(event) {
 
 async function createGallery(event) {
   event.preventDefault();
-  const name = new FormData(event.target).get("name");
+  const form = new FormData(event.target);
+  const name = form.get("name");
+  const body = { name };
+  if (form.get("legal_basis")) {
+    body.legal_basis = form.get("legal_basis");
+    body.justification = form.get("justification");
+  }
   try {
     await api("/v1/galleries", { method: "POST", headers: { "Content-Type": "application/json" },
-                                 body: JSON.stringify({ name }) });
+                                 body: JSON.stringify(body) });
     state.gallery = name;
     event.target.reset();
     say(`Gallery ${name} created.`);
