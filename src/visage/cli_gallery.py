@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -81,7 +82,8 @@ def open_gallery() -> Gallery:
 
 def gallery_dict(g: GalleryRecord) -> dict[str, Any]:
     return {"name": g.name, "model": g.model.id, "dim": g.dim, "watchlist": g.watchlist,
-            "legal_basis": g.legal_basis, "justification": g.justification, "created_at": g.created_at.isoformat()}
+            "legal_basis": g.legal_basis, "justification": g.justification, "retention_days": g.retention_days,
+            "created_at": g.created_at.isoformat()}
 
 
 def consent_dict(c: ConsentRecord | None) -> dict[str, Any] | None:
@@ -156,9 +158,55 @@ def gallery_delete(name: GalleryArg, yes: Annotated[bool, typer.Option("--yes", 
     out.print(f"deleted gallery '{name}'", markup=False)
 
 
+@gallery_app.command("retention")
+def gallery_retention(name: GalleryArg,
+                      days: Annotated[int | None, typer.Option(help="Purge templates older than this many days.")]
+                      = None,
+                      keep: Annotated[bool, typer.Option("--keep", help="Keep templates (no age limit).")] = False,
+                      as_json: JsonOption = False) -> None:
+    """Set how long the gallery keeps templates (applied by `visage retention run` and by the service)."""
+    if (days is None) == (not keep):
+        fail("give either --days N or --keep", code="invalid_retention")
+    with open_gallery() as g:
+        try:
+            with audited(g, "gallery.retention", gallery=name, details={"days": days}):
+                record = g.set_retention(name, days)
+        except VisageError as exc:
+            fail(exc)
+    if as_json:
+        print_json(gallery_dict(record))
+    else:
+        out.print(f"gallery '{name}' keeps templates " + (f"{days} day(s)" if days else "with no age limit"),
+                  markup=False)
+
+
+retention_app = typer.Typer(help="Apply the retention rules.", no_args_is_help=True)
+
+
+@retention_app.command("run")
+def retention_run(as_json: JsonOption = False) -> None:
+    """Erase people whose consent ended and purge templates past their gallery's retention, now; all audited."""
+    from visage.gallery.retention import run_retention
+
+    with open_gallery() as g:
+        try:
+            done = run_retention(g, open_audit_log(g.store.db, g.settings))
+        except VisageError as exc:
+            fail(exc)
+    if as_json:
+        print_json({"at": done.at.isoformat(), "purges": [dataclasses.asdict(p) for p in done.purges]})
+        return
+    if not done.purges:
+        out.print("nothing to purge", markup=False)
+    for p in done.purges:
+        out.print(f"{p.gallery}: {p.persons} person(s) erased, {p.templates} template(s) removed ({p.reason})",
+                  markup=False)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(gallery_app, name="gallery")
     app.add_typer(person_app, name="person")
+    app.add_typer(retention_app, name="retention")
 
     @app.command()
     def enroll(
@@ -352,18 +400,43 @@ def person_show(gallery: GalleryArg, person: PersonArg, as_json: JsonOption = Fa
 
 @person_app.command("erase")
 def person_erase(gallery: GalleryArg, person: PersonArg,
-                 yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False) -> None:
-    """Erase a person: their records and their vectors."""
+                 yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
+                 as_json: JsonOption = False) -> None:
+    """Erase a person: their records, consent records and vectors. Prints the erasure receipt."""
     if not yes and not typer.confirm(f"Erase '{person}' from '{gallery}'?"):
         raise typer.Exit(1)
     with open_gallery() as g:
         try:
             with audited(g, "erase", gallery=gallery, person=person) as note:
-                erased = g.erase(gallery, person)
-                note.result_count = erased.templates
+                receipt = g.erase(gallery, person)
+                note.result_count = len(receipt.templates)
+                note.details["receipt"] = receipt.digest
         except VisageError as exc:
             fail(exc)
-    out.print(f"erased {person} from {gallery}", markup=False)
+    if as_json:
+        print_json(receipt.as_dict())
+        return
+    out.print(f"erased {person} from {gallery}: {len(receipt.templates)} template(s), {receipt.consent_records} "
+              f"consent record(s), {receipt.index_vectors_removed} index vector(s); receipt {receipt.digest}",
+              markup=False)
+
+
+@person_app.command("export")
+def person_export(gallery: GalleryArg, person: PersonArg,
+                  out_file: Annotated[Path, typer.Option("--out", help="Where to write the zip.")]) -> None:
+    """Everything stored about a person (a data-subject access request), as a zip of JSON files."""
+    from visage.gallery.subject_access import export_person
+
+    with open_gallery() as g:
+        try:
+            with audited(g, "person.export", gallery=gallery, person=person):
+                archive = export_person(g, open_audit_log(g.store.db, g.settings), gallery, person)
+            out_file.write_bytes(archive)
+        except VisageError as exc:
+            fail(exc)
+        except OSError as exc:
+            fail(f"cannot write {out_file}: {exc.strerror}", code="file_unwritable")
+    out.print(f"wrote {out_file} ({len(archive):,} bytes)", markup=False)
 
 
 @person_app.command("consent")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -177,6 +179,40 @@ def audit_checkpoint() -> None:
     log.db.close()
     out.print("the audit log is empty" if made is None else
               f"checkpoint {made.id} signs entries up to {made.entry_id} (key {made.key_id})", markup=False)
+
+
+@audit_app.command("receipt")
+def audit_receipt(
+    receipt_file: Annotated[Path, typer.Argument(help="An erasure receipt (JSON, as `person erase --json` printed).")],
+) -> None:
+    """Check an erasure receipt: its digest matches its contents and the intact audit log recorded it."""
+    from visage.gallery.receipts import receipt_digest
+
+    try:
+        receipt = json.loads(receipt_file.read_text(encoding="utf-8"))
+        gallery, person, claimed = receipt["gallery"], receipt["external_id"], receipt["digest"]
+    except OSError as exc:
+        fail(f"cannot read {receipt_file}: {exc.strerror}", code="file_unreadable")
+    except (ValueError, KeyError, TypeError):
+        fail(f"{receipt_file} is not an erasure receipt", code="invalid_receipt")
+    if receipt_digest(receipt) != claimed:
+        err.print("receipt ALTERED: its contents do not match its digest", markup=False)
+        raise typer.Exit(1)
+    log = _audit()
+    entries, _ = log.entries(action="erase", gallery=gallery, person=person, limit=1000)
+    entry = next((e for e in entries if e.details.get("receipt") == claimed), None)
+    found = log.verify()
+    log.db.close()
+    if entry is None:
+        err.print(f"receipt NOT RECORDED: no erase entry of '{person}' in '{gallery}' carries digest {claimed}",
+                  markup=False)
+        raise typer.Exit(1)
+    if not found.ok:
+        err.print(f"receipt recorded in entry {entry.id}, but the audit log is TAMPERED: {found.problem}",
+                  markup=False)
+        raise typer.Exit(1)
+    out.print(f"receipt genuine: recorded by audit entry {entry.id} ({entry.actor}, {entry.at.isoformat()}); "
+              f"audit log intact", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -168,6 +168,10 @@ class PrivacySettings(BaseModel):
     require_purpose: bool = Field(
         False, description="Every identification must state its purpose (watchlist galleries always require one).",
     )
+    retention_interval_minutes: float = Field(
+        60.0, ge=0, description="How often `visage serve` applies the retention rules (erase people whose consent "
+        "ended, purge templates older than their gallery's retention); 0: only `visage retention run` does.",
+    )
     audit_checkpoint_every: int = Field(
         1000, ge=1, description="Sign a checkpoint every this many audit entries (entries after the last one "
         "could be cut off undetected).",

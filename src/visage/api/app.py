@@ -33,6 +33,7 @@ from visage.api.schemas import ErrorOut
 from visage.api.workers import worker_loads
 from visage.config import Settings
 from visage.gallery import Gallery
+from visage.gallery.retention import RetentionScheduler
 from visage.privacy.audit import open_audit_log
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,15 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = ctx.settings.service.threads
         threading.Thread(target=_load_models, args=(ctx,), name="visage-models", daemon=True).start()
+        scheduler = None
+        interval = ctx.settings.privacy.retention_interval_minutes
+        loads = worker_loads()
+        if interval > 0 and (loads is None or loads.index == 0):  # one worker applies retention for all
+            scheduler = RetentionScheduler(ctx.gallery, ctx.audit, interval * 60)
+            scheduler.start()
         yield
+        if scheduler is not None:
+            scheduler.stop()
         ctx.gallery.close()
 
     app = FastAPI(title="Visage", version=__version__, lifespan=lifespan, responses=ERROR_RESPONSES,

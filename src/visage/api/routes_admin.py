@@ -11,8 +11,19 @@ from fastapi import APIRouter, Depends, Query
 from visage.api.auth import Services, audited, require, services
 from visage.api.keys import ApiKey
 from visage.api.routes_galleries import page_bounds
-from visage.api.schemas import AuditOut, AuditVerificationOut, KeyIn, KeyOut, NewKeyOut, Page, ReportRowOut
+from visage.api.schemas import (
+    AuditOut,
+    AuditVerificationOut,
+    KeyIn,
+    KeyOut,
+    NewKeyOut,
+    Page,
+    PurgeOut,
+    ReportRowOut,
+    RetentionRunOut,
+)
 from visage.api.uploads import expect_json
+from visage.gallery.retention import run_retention
 from visage.privacy.report import transparency_report
 
 router = APIRouter(prefix="/v1", tags=["admin"])
@@ -74,3 +85,12 @@ def verify_audit(ctx: Ctx, key: Admin) -> AuditVerificationOut:
 def report(ctx: Ctx, _: Admin, since: datetime | None = None, until: datetime | None = None) -> list[ReportRowOut]:
     """Transparency report: operations and matches per ISO week, gallery, action, purpose and key."""
     return [ReportRowOut(**dataclasses.asdict(row)) for row in transparency_report(ctx.audit, since=since, until=until)]
+
+
+@router.post("/retention/run", response_model=RetentionRunOut)
+def run_retention_now(ctx: Ctx, key: Annotated[ApiKey, Depends(require("admin"))]) -> RetentionRunOut:
+    """Apply the retention rules now (the service also does so every privacy.retention_interval_minutes)."""
+    with audited(ctx, key, "retention.run") as note:
+        done = run_retention(ctx.gallery, ctx.audit)
+        note.result_count = done.persons
+    return RetentionRunOut(at=done.at, purges=[PurgeOut(**dataclasses.asdict(p)) for p in done.purges])

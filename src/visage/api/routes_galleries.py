@@ -14,15 +14,18 @@ from visage.api.keys import ApiKey
 from visage.api.schemas import (
     ConsentIn,
     EnrollmentOut,
+    ErasureReceiptOut,
     GalleryIn,
     GalleryOut,
     Page,
     PersonOut,
     PersonPatch,
+    RetentionIn,
     TemplateOut,
 )
 from visage.api.uploads import expect_json, expect_multipart, read_uploads
 from visage.errors import InvalidInputError
+from visage.gallery import subject_access
 from visage.privacy.consent import Consent
 
 router = APIRouter(prefix="/v1/galleries", tags=["galleries"])
@@ -46,10 +49,21 @@ def list_galleries(ctx: Ctx, key: Annotated[ApiKey, Depends(require("read"))]) -
 @router.post("", response_model=GalleryOut, status_code=201, dependencies=[Depends(expect_json)])
 def create_gallery(body: GalleryIn, ctx: Ctx, key: Annotated[ApiKey, Depends(require("admin"))]) -> GalleryOut:
     """A new gallery bound to the server's embedding model."""
-    details = {"watchlist": body.watchlist, "legal_basis": body.legal_basis}
+    details = {"watchlist": body.watchlist, "legal_basis": body.legal_basis, "retention_days": body.retention_days}
     with audited(ctx, key, "gallery.create", gallery=body.name, details=details):
-        return GalleryOut.of(ctx.gallery.create(body.name, watchlist=body.watchlist, legal_basis=body.legal_basis,
-                                                justification=body.justification))
+        made = ctx.gallery.create(body.name, watchlist=body.watchlist, legal_basis=body.legal_basis,
+                                  justification=body.justification)
+        if body.retention_days is not None:
+            made = ctx.gallery.set_retention(body.name, body.retention_days)
+        return GalleryOut.of(made)
+
+
+@router.put("/{gallery}/retention", response_model=GalleryOut, dependencies=[Depends(expect_json)])
+def set_retention(gallery: str, body: RetentionIn, ctx: Ctx,
+                  key: Annotated[ApiKey, Depends(require("admin"))]) -> GalleryOut:
+    """How long the gallery keeps templates; older ones are purged by the next retention run."""
+    with audited(ctx, key, "gallery.retention", gallery=gallery, details={"days": body.days}):
+        return GalleryOut.of(ctx.gallery.set_retention(gallery, body.days))
 
 
 @router.get("/{gallery}", response_model=GalleryOut)
@@ -167,6 +181,19 @@ def withdraw_consent(gallery: str, external_id: str, ctx: Ctx,
         return PersonOut.of(ctx.gallery.withdraw_consent(gallery, external_id, key.label))
 
 
+@router.get("/{gallery}/persons/{external_id:path}/export", response_class=Response,
+            responses={200: {"content": {"application/zip": {}},
+                             "description": "person.json, audit.json and README.txt in one zip."}})
+def export_person(gallery: str, external_id: str, ctx: Ctx,
+                  key: Annotated[ApiKey, Depends(require("admin"))]) -> Response:
+    """Everything stored about a person (a data-subject access request): record, consents, templates, audit."""
+    with audited(ctx, key, "person.export", gallery=gallery, person=external_id):
+        archive = subject_access.export_person(ctx.gallery, ctx.audit, gallery, external_id)
+    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in external_id)[:80] or "person"
+    return Response(archive, media_type="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="visage-{name}.zip"'})
+
+
 # Person ids are data and may hold "/": these routes match the rest of the path, so they come last.
 @router.get("/{gallery}/persons/{external_id:path}", response_model=PersonOut)
 def get_person(gallery: str, external_id: str, ctx: Ctx,
@@ -184,11 +211,15 @@ def update_person(gallery: str, external_id: str, body: PersonPatch, ctx: Ctx,
                                                       metadata=body.metadata))
 
 
-@router.delete("/{gallery}/persons/{external_id:path}", response_model=PersonOut)
+@router.delete("/{gallery}/persons/{external_id:path}", response_model=ErasureReceiptOut)
 def erase_person(gallery: str, external_id: str, ctx: Ctx,
-                 key: Annotated[ApiKey, Depends(require("enroll"))]) -> PersonOut:
-    """Erase a person: their rows and vectors are gone; their photos no longer match anyone."""
+                 key: Annotated[ApiKey, Depends(require("enroll"))]) -> ErasureReceiptOut:
+    """Erase a person: rows, consent records and vectors are gone; their photos no longer match anyone.
+
+    The receipt lists what was removed; its digest is kept in the audit log.
+    """
     with audited(ctx, key, "erase", gallery=gallery, person=external_id) as note:
-        person = ctx.gallery.erase(gallery, external_id)
-        note.result_count = person.templates
-        return PersonOut.of(person)
+        receipt = ctx.gallery.erase(gallery, external_id)
+        note.result_count = len(receipt.templates)
+        note.details["receipt"] = receipt.digest
+        return ErasureReceiptOut.of(receipt)

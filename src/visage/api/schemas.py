@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from visage.api.keys import ApiKey
 from visage.gallery import Candidate, Enrollment, Identification
+from visage.gallery.receipts import ErasureReceipt
 from visage.gallery.store_sql import GalleryRecord, PersonRecord, TemplateRecord
 from visage.privacy.audit import AuditEntry
 from visage.privacy.consent import LEGAL_BASES, ConsentRecord
@@ -39,6 +40,24 @@ class GalleryIn(BaseModel):
                                     + ", ".join(LEGAL_BASES) + "); without it each person needs a consent record.")
     justification: str | None = Field(None, max_length=4000,
                                       description="Why the gallery-wide basis applies (required with it).")
+    retention_days: int | None = Field(None, ge=1, description="Purge templates older than this (none: keep).")
+
+
+class RetentionIn(BaseModel):
+    days: int | None = Field(ge=1, description="Purge templates older than this many days; null: keep them.")
+
+
+class PurgeOut(BaseModel):
+    gallery: str
+    reason: str = Field(description="consent_ended or template_age.")
+    persons: int
+    templates: int
+    receipts: list[str] = Field(description="Digests of the erasure receipts (kept in the audit log).")
+
+
+class RetentionRunOut(BaseModel):
+    at: datetime
+    purges: list[PurgeOut]
 
 
 class GalleryOut(BaseModel):
@@ -49,11 +68,12 @@ class GalleryOut(BaseModel):
     created_at: datetime
     legal_basis: str | None
     justification: str | None
+    retention_days: int | None
 
     @classmethod
     def of(cls, g: GalleryRecord) -> GalleryOut:
         return cls(name=g.name, model=g.model.id, dim=g.dim, watchlist=g.watchlist, created_at=g.created_at,
-                   legal_basis=g.legal_basis, justification=g.justification)
+                   legal_basis=g.legal_basis, justification=g.justification, retention_days=g.retention_days)
 
 
 class ConsentIn(BaseModel):
@@ -94,6 +114,30 @@ class PersonOut(BaseModel):
         return cls(external_id=p.external_id, display_name=p.display_name, metadata=p.metadata,
                    templates=p.templates, created_at=p.created_at, updated_at=p.updated_at,
                    consent=ConsentOut.of(p.consent) if p.consent else None, matchable=p.matchable)
+
+
+class RemovedTemplateOut(BaseModel):
+    id: int
+    source_sha256: str = Field(description="SHA-256 of the photo the template came from.")
+    sealed_sha256: str = Field(description="SHA-256 of the encrypted embedding that was deleted.")
+
+
+class ErasureReceiptOut(BaseModel):
+    """What an erasure removed. ``digest`` is recorded in the audit log's erase entry (``visage audit receipt``)."""
+
+    gallery: str
+    external_id: str
+    erased_at: datetime
+    templates: list[RemovedTemplateOut]
+    consent_records: int
+    index_vectors_removed: int
+    database_files_purged: bool = Field(description="The freed bytes were pushed out of the database files.")
+    linked: dict[str, int] = Field(description="Other records removed with the person, by kind.")
+    digest: str = Field(description="SHA-256 of this receipt's canonical JSON (without the digest).")
+
+    @classmethod
+    def of(cls, receipt: ErasureReceipt) -> ErasureReceiptOut:
+        return cls.model_validate(receipt.as_dict())
 
 
 class PersonPatch(BaseModel):

@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 
 from visage.config import Settings
-from visage.db import sqlite_url
+from visage.db import sqlite_url, utcnow
 from visage.errors import ConflictError, EmbeddingError, InvalidInputError, NoFaceError, NotFoundError, VisageError
 from visage.gallery.index import VectorIndex
 from visage.gallery.index_faiss import FaissIndex
+from visage.gallery.receipts import ErasureReceipt
 from visage.gallery.store_sql import (
     GalleryRecord,
     NewTemplate,
@@ -430,16 +431,37 @@ class Gallery:
             self._after_write(gallery, slot, None, np.array([template_id], np.int64), before)
         return record
 
-    def erase(self, gallery_name: str, external_id: str) -> PersonRecord:
-        """Remove a person: SQL rows and index vectors (their own photos no longer match anyone)."""
+    def delete_templates(self, gallery_name: str, template_ids: Sequence[int]) -> list[str]:
+        """Delete many templates at once (retention); returns the external ids of people left with none."""
         gallery = self.store.gallery(gallery_name)
         slot = self._fresh(gallery)
         with slot.lock:
             before = self.store.revision(gallery)
-            person, ids = self.store.erase_person(gallery, external_id)
-            self._after_write(gallery, slot, None, np.array(ids, np.int64), before)
-            self._save(slot, force=True)  # erased vectors must not survive on disk either
-        return person
+            emptied = self.store.delete_templates(gallery, template_ids)
+            self._after_write(gallery, slot, None, np.array(template_ids, np.int64), before)
+            self._save(slot, force=True)
+        return emptied
+
+    def set_retention(self, gallery_name: str, days: int | None) -> GalleryRecord:
+        """Purge the gallery's templates once they are ``days`` old (None: keep them)."""
+        return self.store.set_retention(gallery_name, days)
+
+    def erase(self, gallery_name: str, external_id: str) -> ErasureReceipt:
+        """Remove a person: SQL rows, consent records and index vectors; the freed bytes leave the files.
+
+        Returns the receipt (what was removed, with hashes); their photos no longer match anyone.
+        """
+        gallery = self.store.gallery(gallery_name)
+        slot = self._fresh(gallery)
+        with slot.lock:
+            before = self.store.revision(gallery)
+            erased = self.store.erase_person(gallery, external_id)
+            ids = np.array([t.id for t in erased.templates], np.int64)
+            self._after_write(gallery, slot, None, ids, before)
+            self._save(slot, force=True)  # erased vectors must not survive in the index file either
+        purged = self.store.db.purge_freed_data()
+        return ErasureReceipt(gallery.name, external_id, utcnow(), erased.templates, erased.consent_records,
+                              len(ids), purged, {})
 
     # --- matching --------------------------------------------------------------------------------
 

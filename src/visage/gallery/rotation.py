@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from visage.gallery.api import Gallery
 from visage.privacy.data_keys import KeyringFile
 
+MIN_SQLITE_GAP_S = 0.05
+
 
 @dataclass(frozen=True)
 class KeyRotation:
@@ -52,8 +54,18 @@ def rotate_data_key(gallery: Gallery, *, progress: Callable[[int, int], None] | 
         behind = sum(store.key_usage().values())
         new_key = True
     resealed = 0
-    while count := store.reseal():
+    while True:
+        batch_started = time.perf_counter()
+        count = store.reseal()
+        if not count:
+            break
         resealed += count
+        store.db.checkpoint()
+        if store.db.is_sqlite:
+            # SQLite's waiting writers poll with growing sleeps (up to 100 ms): a rotation that takes the write
+            # lock again at once starves them (the service's audit appends stalled for over a second). Leaving
+            # the lock free as long as it was held lets them in; PostgreSQL writers queue fairly and need no gap.
+            time.sleep(max(MIN_SQLITE_GAP_S, time.perf_counter() - batch_started))
         if progress is not None:
             progress(resealed, max(behind, resealed))
     resaved = gallery.resave_indexes()

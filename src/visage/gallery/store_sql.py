@@ -13,6 +13,7 @@ vectors do not change, so indexes stay current and searches go on).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterator, Sequence
@@ -65,6 +66,8 @@ class GalleryRow(Base):
     # A basis for everyone in the gallery (then no per-person consent record is needed), and why.
     legal_basis: Mapped[str | None] = mapped_column(String(32), nullable=True)
     basis_justification: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Templates older than this many days are purged by retention (NULL: kept until erasure or consent end).
+    retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class PersonRow(Base):
@@ -112,6 +115,7 @@ class GalleryRecord:
     created_at: datetime
     legal_basis: str | None = None
     justification: str | None = None
+    retention_days: int | None = None
 
 
 @dataclass(frozen=True)
@@ -161,8 +165,24 @@ class NewTemplate:
     quality: float
 
 
+@dataclass(frozen=True)
+class RemovedTemplate:
+    """A template an erasure removed: its id, the SHA-256 of the photo it came from and of its sealed bytes."""
+
+    id: int
+    source_sha256: str
+    sealed_sha256: str
+
+
+@dataclass(frozen=True)
+class ErasedPerson:
+    person: PersonRecord
+    templates: list[RemovedTemplate]
+    consent_records: int
+
+
 # Templates re-sealed per transaction by a key rotation: short write locks, progress kept on interruption.
-RESEAL_BATCH = 1000
+RESEAL_BATCH = 500
 
 
 def embedding_context(gallery_id: int, person_id: int) -> bytes:
@@ -178,7 +198,7 @@ def _gallery_record(row: Any) -> GalleryRecord:
     """From an ORM ``GalleryRow`` or a Core row of the galleries table."""
     model = ModelInfo(name=row.model_name, version=row.model_version, sha256=row.model_sha256)
     return GalleryRecord(row.id, row.name, model, row.dim, row.watchlist, row.revision, as_utc(row.created_at),
-                         row.legal_basis, row.basis_justification)
+                         row.legal_basis, row.basis_justification, row.retention_days)
 
 
 def _template_record(row: TemplateRow) -> TemplateRecord:
@@ -247,6 +267,15 @@ class SqlStore:
             session.execute(delete(PersonRow).where(PersonRow.gallery_id == gallery.id))
             session.execute(delete(GalleryRow).where(GalleryRow.id == gallery.id))
         return gallery
+
+    def set_retention(self, name: str, days: int | None) -> GalleryRecord:
+        """Keep templates ``days`` days (None: until erasure or the end of consent)."""
+        if days is not None and days < 1:
+            raise StoreError("retention must be at least 1 day", code="invalid_retention")
+        gallery = self.gallery(name)
+        with self._write() as session:
+            session.execute(update(GalleryRow).where(GalleryRow.id == gallery.id).values(retention_days=days))
+        return self.gallery(name)
 
     def set_watchlist(self, name: str, watchlist: bool) -> GalleryRecord:
         gallery = self.gallery(name)
@@ -399,6 +428,13 @@ class SqlStore:
             session.flush()
             return self._person_record(session, gallery, row)
 
+    def consent_history(self, gallery: GalleryRecord, external_id: str) -> list[ConsentRecord]:
+        """Every consent record of a person, oldest first."""
+        with self._read() as session:
+            person = self._person_row(session, gallery, external_id)
+            rows = session.scalars(select(ConsentRow).where(ConsentRow.person_id == person.id).order_by(ConsentRow.id))
+            return [ConsentRecord.of(row) for row in rows]
+
     def unmatchable_persons(self, *, limit: int = 1000) -> list[tuple[str, str]]:
         """``(gallery, external id)`` of people whose consent ended (expired or withdrawn), for retention."""
         with self._read() as session:
@@ -408,16 +444,22 @@ class SqlStore:
                                    .order_by(PersonRow.id).limit(limit))
             return [(gallery, external_id) for gallery, external_id in rows]
 
-    def erase_person(self, gallery: GalleryRecord, external_id: str) -> tuple[PersonRecord, list[int]]:
-        """Delete a person and every template; returns the removed template ids (for the index)."""
+    def erase_person(self, gallery: GalleryRecord, external_id: str) -> ErasedPerson:
+        """Delete a person, their templates and consent records; says what went (for the index and the receipt)."""
         with self._write() as session:
             row = self._person_row(session, gallery, external_id)
             record = self._person_record(session, gallery, row)
-            ids = list(session.scalars(select(TemplateRow.id).where(TemplateRow.person_id == row.id)))
+            templates = [RemovedTemplate(int(t), source, hashlib.sha256(sealed).hexdigest())
+                         for t, source, sealed in session.execute(
+                             select(TemplateRow.id, TemplateRow.source_sha256, TemplateRow.embedding)
+                             .where(TemplateRow.person_id == row.id).order_by(TemplateRow.id))]
+            consents = session.scalar(select(func.count()).select_from(ConsentRow)
+                                      .where(ConsentRow.person_id == row.id))
             session.execute(delete(TemplateRow).where(TemplateRow.person_id == row.id))
+            session.execute(delete(ConsentRow).where(ConsentRow.person_id == row.id))
             session.delete(row)
             self._bump(session, gallery)
-            return record, ids
+            return ErasedPerson(record, templates, int(consents or 0))
 
     # --- templates -------------------------------------------------------------------------------
 
@@ -439,6 +481,24 @@ class SqlStore:
             session.delete(row)
             self._bump(session, gallery)
             return record
+
+    def templates_created_before(self, gallery: GalleryRecord, moment: datetime, *, limit: int = 10_000) -> list[int]:
+        """Ids of templates older than ``moment`` (retention)."""
+        with self._read() as session:
+            return list(session.scalars(select(TemplateRow.id).where(TemplateRow.gallery_id == gallery.id,
+                                                                     TemplateRow.created_at < moment)
+                                        .order_by(TemplateRow.id).limit(limit)))
+
+    def delete_templates(self, gallery: GalleryRecord, template_ids: Sequence[int]) -> list[str]:
+        """Delete templates by id, all in one transaction; returns the external ids of people left with none."""
+        ids = [int(i) for i in template_ids]
+        with self._write() as session:
+            owners = set(session.scalars(select(TemplateRow.person_id).where(TemplateRow.id.in_(ids),
+                                                                             TemplateRow.gallery_id == gallery.id)))
+            session.execute(delete(TemplateRow).where(TemplateRow.id.in_(ids), TemplateRow.gallery_id == gallery.id))
+            self._bump(session, gallery)
+            left = _TEMPLATE_COUNT.where(TemplateRow.person_id == PersonRow.id).scalar_subquery()
+            return list(session.scalars(select(PersonRow.external_id).where(PersonRow.id.in_(owners), left == 0)))
 
     def template_people(self, gallery: GalleryRecord, template_ids: Sequence[int]) -> dict[int, TemplateOwner]:
         """Template id → its person, in one query, for ids still present (a search may race with an erase)."""
@@ -476,7 +536,7 @@ class SqlStore:
         """``(n, dim)`` embeddings of one person's templates (for 1:1 verification, straight from SQL)."""
         with self._read() as session:
             rows = session.execute(select(TemplateRow.person_id, TemplateRow.key_id, TemplateRow.embedding)
-                                   .where(TemplateRow.person_id == person_id)).all()
+                                   .where(TemplateRow.person_id == person_id).order_by(TemplateRow.id)).all()
         return self._vectors(gallery, rows)
 
     # --- keys ------------------------------------------------------------------------------------
