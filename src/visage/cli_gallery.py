@@ -12,7 +12,11 @@ from typing import Annotated, Any
 import typer
 
 from visage.cli_support import (
+    EmbedderOption,
+    FlipOption,
     JsonOption,
+    OnnxOption,
+    ViewsOption,
     build_settings,
     cli_actor,
     err,
@@ -83,7 +87,7 @@ def open_gallery() -> Gallery:
 def gallery_dict(g: GalleryRecord) -> dict[str, Any]:
     return {"name": g.name, "model": g.model.id, "dim": g.dim, "watchlist": g.watchlist,
             "legal_basis": g.legal_basis, "justification": g.justification, "retention_days": g.retention_days,
-            "created_at": g.created_at.isoformat()}
+            "keep_chips": g.keep_chips, "created_at": g.created_at.isoformat()}
 
 
 def consent_dict(c: ConsentRecord | None) -> dict[str, Any] | None:
@@ -117,6 +121,9 @@ def identification_dict(image: str, i: Identification) -> dict[str, Any]:
 @gallery_app.command("create")
 def gallery_create(name: GalleryArg, watchlist: Annotated[bool, typer.Option(help="Flag for video alerts.")] = False,
                    basis: BasisOption = None, justification: JustificationOption = None,
+                   keep_chips: Annotated[bool, typer.Option(
+                       "--keep-chips", help="Keep each template's face chip (encrypted) so that `gallery migrate` "
+                       "can re-embed the gallery with a new model without the photos.")] = False,
                    as_json: JsonOption = False) -> None:
     """Create a gallery bound to the configured embedding model.
 
@@ -124,8 +131,10 @@ def gallery_create(name: GalleryArg, watchlist: Annotated[bool, typer.Option(hel
     """
     with open_gallery() as g:
         try:
-            with audited(g, "gallery.create", gallery=name, details={"watchlist": watchlist, "legal_basis": basis}):
-                record = g.create(name, watchlist=watchlist, legal_basis=basis, justification=justification)
+            with audited(g, "gallery.create", gallery=name,
+                         details={"watchlist": watchlist, "legal_basis": basis, "keep_chips": keep_chips}):
+                record = g.create(name, watchlist=watchlist, legal_basis=basis, justification=justification,
+                                  keep_chips=keep_chips)
         except VisageError as exc:
             fail(exc)
     print_json(gallery_dict(record)) if as_json else out.print(f"created gallery '{name}' ({record.model.id})",
@@ -178,6 +187,42 @@ def gallery_retention(name: GalleryArg,
     else:
         out.print(f"gallery '{name}' keeps templates " + (f"{days} day(s)" if days else "with no age limit"),
                   markup=False)
+
+
+@gallery_app.command("migrate")
+def gallery_migrate(source: GalleryArg,
+                    target: Annotated[str, typer.Argument(help="Name of the new gallery.")],
+                    embedder: EmbedderOption = None, onnx_model: OnnxOption = None, flip: FlipOption = None,
+                    views: ViewsOption = None, as_json: JsonOption = False) -> None:
+    """Re-embed SOURCE into a new gallery TARGET with the configured (or given) model, from the kept face chips.
+
+    People, metadata and consent histories are carried over; SOURCE is left as it is.
+    """
+    from visage.cli_support import progress_counter
+    from visage.gallery.model_migration import migrate_gallery
+
+    settings = build_settings(embedder=embedder, onnx_model=onnx_model, flip=flip, views=views)
+    try:
+        g = Gallery(settings)
+    except VisageError as exc:
+        fail(exc)
+    with g:
+        try:
+            with audited(g, "gallery.migrate", gallery=source, details={"target": target}) as note, \
+                    progress_counter("re-embedding") as update:
+                done = migrate_gallery(g, source, target, progress=update)
+                note.result_count = done.templates
+                note.details.update(model=done.model, persons=done.persons, skipped=len(done.skipped))
+        except VisageError as exc:
+            fail(exc)
+    if as_json:
+        print_json(dataclasses.asdict(done))
+        return
+    out.print(f"'{target}' ({done.model}): {done.persons} people, {done.templates} templates re-embedded from "
+              f"'{source}' in {done.seconds:.1f} s; {len(done.skipped)} skipped", markup=False)
+    for s in done.skipped:
+        where = f" template {s.template_id}" if s.template_id is not None else ""
+        err.print(f"  skipped {s.external_id}{where}: {s.reason}", markup=False)
 
 
 retention_app = typer.Typer(help="Apply the retention rules.", no_args_is_help=True)

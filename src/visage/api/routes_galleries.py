@@ -52,7 +52,7 @@ def create_gallery(body: GalleryIn, ctx: Ctx, key: Annotated[ApiKey, Depends(req
     details = {"watchlist": body.watchlist, "legal_basis": body.legal_basis, "retention_days": body.retention_days}
     with audited(ctx, key, "gallery.create", gallery=body.name, details=details):
         made = ctx.gallery.create(body.name, watchlist=body.watchlist, legal_basis=body.legal_basis,
-                                  justification=body.justification)
+                                  justification=body.justification, keep_chips=body.keep_chips)
         if body.retention_days is not None:
             made = ctx.gallery.set_retention(body.name, body.retention_days)
         return GalleryOut.of(made)

@@ -41,6 +41,8 @@ class GalleryIn(BaseModel):
     justification: str | None = Field(None, max_length=4000,
                                       description="Why the gallery-wide basis applies (required with it).")
     retention_days: int | None = Field(None, ge=1, description="Purge templates older than this (none: keep).")
+    keep_chips: bool = Field(False, description="Keep each template's face chip (encrypted) so the gallery can be "
+                             "re-embedded by a new model without the photos.")
 
 
 class RetentionIn(BaseModel):
@@ -69,11 +71,13 @@ class GalleryOut(BaseModel):
     legal_basis: str | None
     justification: str | None
     retention_days: int | None
+    keep_chips: bool
 
     @classmethod
     def of(cls, g: GalleryRecord) -> GalleryOut:
         return cls(name=g.name, model=g.model.id, dim=g.dim, watchlist=g.watchlist, created_at=g.created_at,
-                   legal_basis=g.legal_basis, justification=g.justification, retention_days=g.retention_days)
+                   legal_basis=g.legal_basis, justification=g.justification, retention_days=g.retention_days,
+                   keep_chips=g.keep_chips)
 
 
 class ConsentIn(BaseModel):

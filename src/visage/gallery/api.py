@@ -23,6 +23,7 @@ import numpy as np
 from visage.config import Settings
 from visage.db import sqlite_url, utcnow
 from visage.errors import ConflictError, EmbeddingError, InvalidInputError, NoFaceError, NotFoundError, VisageError
+from visage.gallery.chips import face_chip
 from visage.gallery.index import VectorIndex
 from visage.gallery.index_faiss import FaissIndex
 from visage.gallery.receipts import ErasureReceipt
@@ -179,15 +180,16 @@ class Gallery:
     # --- galleries -------------------------------------------------------------------------------
 
     def create(self, name: str, *, watchlist: bool = False, legal_basis: str | None = None,
-               justification: str | None = None) -> GalleryRecord:
+               justification: str | None = None, keep_chips: bool = False) -> GalleryRecord:
         """A new gallery bound to this analyzer's embedding model.
 
         ``legal_basis`` (one of :data:`~visage.privacy.consent.LEGAL_BASES`, with a written
         ``justification``) covers everyone in the gallery; without it each person enrolled needs
-        a consent record.
+        a consent record. ``keep_chips`` keeps each template's face chip, sealed, so that
+        :func:`~visage.gallery.model_migration.migrate_gallery` can re-embed it with a new model.
         """
         return self.store.create_gallery(name, self.analyzer.model, self.analyzer.embedder.dim, watchlist=watchlist,
-                                         legal_basis=legal_basis, justification=justification)
+                                         legal_basis=legal_basis, justification=justification, keep_chips=keep_chips)
 
     def get(self, name: str) -> GalleryRecord:
         return self.store.gallery(name)
@@ -288,9 +290,11 @@ class Gallery:
 
     # --- enrolment -------------------------------------------------------------------------------
 
-    def _template_from(self, source: ImageSource, face_index: int | None, label: str) -> NewTemplate | Rejection:
+    def _template_from(self, source: ImageSource, face_index: int | None, label: str,
+                       keep_chip: bool) -> NewTemplate | Rejection:
         try:
-            faces = self.analyzer.analyze(source)
+            image = self.analyzer.load(source)
+            faces = self.analyzer.analyze(image)
             digest = source_sha256(source)
         except VisageError as exc:
             return Rejection(label, exc.code, exc.message)
@@ -311,7 +315,8 @@ class Gallery:
                              face.quality.reasons)
         assert face.embedding is not None
         x1, y1, x2, y2 = (float(v) for v in face.box)
-        return NewTemplate(face.embedding, digest, (x1, y1, x2, y2), face.quality.score)
+        chip = face_chip(image, face.box) if keep_chip else None
+        return NewTemplate(face.embedding, digest, (x1, y1, x2, y2), face.quality.score, chip)
 
     def enroll(
         self,
@@ -339,7 +344,7 @@ class Gallery:
         rejected: list[Rejection] = []
         for position, source in enumerate(images):
             label = labels[position] if labels is not None else source_label(source)
-            outcome = self._template_from(source, face_index, label)
+            outcome = self._template_from(source, face_index, label, gallery.keep_chips)
             if isinstance(outcome, NewTemplate):
                 accepted.append(outcome)
             else:
@@ -358,19 +363,24 @@ class Gallery:
         display_name: str | None = None,
         metadata: dict[str, Any] | None = None,
         consent: Consent | None = None,
+        copy_consents_from: int | None = None,
     ) -> Enrollment:
         """Enrol embeddings computed elsewhere (an import, or an evaluation that picks faces itself).
 
         The caller vouches that they come from the gallery's model; their size is checked and
         they are normalised here. No quality gate applies: ``quality`` is stored as given.
+        ``copy_consents_from`` (a person id in another gallery) carries that person's consent
+        history over instead of ``consent`` (a model migration).
         """
         gallery = self._bound(gallery_name)
         if not templates:
             raise EmbeddingError("no templates to enrol", code="no_templates")
-        checked = [NewTemplate(unit_vector(gallery, t.embedding), t.source_sha256, t.box, t.quality)
+        checked = [NewTemplate(unit_vector(gallery, t.embedding), t.source_sha256, t.box, t.quality, t.chip)
                    for t in templates]
-        person, ids = self._store_templates(gallery, external_id, checked, display_name, metadata,
-                                            self._consent_for(gallery, external_id, consent))
+        if copy_consents_from is None:
+            consent = self._consent_for(gallery, external_id, consent)
+        person, ids = self._store_templates(gallery, external_id, checked, display_name, metadata, consent,
+                                            copy_consents_from)
         return Enrollment(person, ids, [])
 
     def _consent_for(self, gallery: GalleryRecord, external_id: str, consent: Consent | None) -> Consent | None:
@@ -387,13 +397,14 @@ class Gallery:
         return None
 
     def _store_templates(self, gallery: GalleryRecord, external_id: str, templates: Sequence[NewTemplate],
-                         display_name: str | None, metadata: dict[str, Any] | None,
-                         consent: Consent | None) -> tuple[PersonRecord, list[int]]:
+                         display_name: str | None, metadata: dict[str, Any] | None, consent: Consent | None,
+                         copy_consents_from: int | None = None) -> tuple[PersonRecord, list[int]]:
         slot = self._fresh(gallery)
         with slot.lock:
             before = self.store.revision(gallery)
             person, ids = self.store.enroll(gallery, external_id, templates, display_name=display_name,
-                                            metadata=metadata, consent=consent)
+                                            metadata=metadata, consent=consent,
+                                            copy_consents_from=copy_consents_from)
             vectors = np.stack([t.embedding for t in templates]).astype(np.float32)
             self._after_write(gallery, slot, (np.array(ids, np.int64), vectors), None, before)
         return person, ids
@@ -461,7 +472,7 @@ class Gallery:
             self._save(slot, force=True)  # erased vectors must not survive in the index file either
         purged = self.store.db.purge_freed_data()
         return ErasureReceipt(gallery.name, external_id, utcnow(), erased.templates, erased.consent_records,
-                              len(ids), purged, {})
+                              len(ids), purged, {"face_chips": erased.chips})
 
     # --- matching --------------------------------------------------------------------------------
 

@@ -68,6 +68,8 @@ class GalleryRow(Base):
     basis_justification: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Templates older than this many days are purged by retention (NULL: kept until erasure or consent end).
     retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Keep each template's face chip (sealed), so a new model can re-embed the gallery without the photos.
+    keep_chips: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class PersonRow(Base):
@@ -104,6 +106,16 @@ class TemplateRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class ChipRow(Base):
+    __tablename__ = "chips"
+
+    template_id: Mapped[int] = mapped_column(TemplateId, ForeignKey("templates.id", ondelete="CASCADE"),
+                                             primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(String(64))
+
+
 @dataclass(frozen=True)
 class GalleryRecord:
     id: int
@@ -116,6 +128,7 @@ class GalleryRecord:
     legal_basis: str | None = None
     justification: str | None = None
     retention_days: int | None = None
+    keep_chips: bool = False
 
 
 @dataclass(frozen=True)
@@ -157,12 +170,13 @@ class TemplateRecord:
 
 @dataclass(frozen=True)
 class NewTemplate:
-    """A template about to be stored: one unit embedding and where it came from."""
+    """A template about to be stored: one unit embedding, where it came from, and its face chip (PNG) if kept."""
 
     embedding: FloatArray
     source_sha256: str
     box: tuple[float, float, float, float]
     quality: float
+    chip: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -179,6 +193,7 @@ class ErasedPerson:
     person: PersonRecord
     templates: list[RemovedTemplate]
     consent_records: int
+    chips: int
 
 
 # Templates re-sealed per transaction by a key rotation: short write locks, progress kept on interruption.
@@ -190,6 +205,10 @@ def embedding_context(gallery_id: int, person_id: int) -> bytes:
     return f"templates.embedding|gallery={gallery_id}|person={person_id}".encode()
 
 
+def chip_context(person_id: int) -> bytes:
+    return f"chips.sealed|person={person_id}".encode()
+
+
 # How many templates a person has (a person id condition is added where it is used).
 _TEMPLATE_COUNT = select(func.count()).select_from(TemplateRow)
 
@@ -198,7 +217,7 @@ def _gallery_record(row: Any) -> GalleryRecord:
     """From an ORM ``GalleryRow`` or a Core row of the galleries table."""
     model = ModelInfo(name=row.model_name, version=row.model_version, sha256=row.model_sha256)
     return GalleryRecord(row.id, row.name, model, row.dim, row.watchlist, row.revision, as_utc(row.created_at),
-                         row.legal_basis, row.basis_justification, row.retention_days)
+                         row.legal_basis, row.basis_justification, row.retention_days, row.keep_chips)
 
 
 def _template_record(row: TemplateRow) -> TemplateRecord:
@@ -229,7 +248,8 @@ class SqlStore:
     # --- galleries -------------------------------------------------------------------------------
 
     def create_gallery(self, name: str, model: ModelInfo, dim: int, *, watchlist: bool = False,
-                       legal_basis: str | None = None, justification: str | None = None) -> GalleryRecord:
+                       legal_basis: str | None = None, justification: str | None = None,
+                       keep_chips: bool = False) -> GalleryRecord:
         """A new gallery; ``legal_basis`` (with its ``justification``) covers everyone in it, else each person
         needs a consent record to be enrolled."""
         legal_basis, justification = check_gallery_basis(legal_basis, justification)
@@ -242,7 +262,7 @@ class SqlStore:
             with self._write() as session:
                 row = GalleryRow(name=name, model_id=model.id, model_name=model.name, model_version=model.version,
                                  model_sha256=model.sha256, dim=dim, watchlist=watchlist, revision=0,
-                                 legal_basis=legal_basis, basis_justification=justification)
+                                 legal_basis=legal_basis, basis_justification=justification, keep_chips=keep_chips)
                 session.add(row)
                 session.flush()
                 return _gallery_record(row)
@@ -344,11 +364,13 @@ class SqlStore:
 
     def enroll(self, gallery: GalleryRecord, external_id: str, templates: Sequence[NewTemplate], *,
                display_name: str | None = None, metadata: dict[str, Any] | None = None,
-               create: bool = True, consent: Consent | None = None) -> tuple[PersonRecord, list[int]]:
+               create: bool = True, consent: Consent | None = None,
+               copy_consents_from: int | None = None) -> tuple[PersonRecord, list[int]]:
         """Add templates to a person (created when ``create`` and missing), all or nothing; bumps the revision.
 
         Unless the gallery declares a legal basis for everyone, the person needs a consent record:
         ``consent`` (stored with the templates, in the same transaction) or an active one already stored.
+        ``copy_consents_from`` (a person id) copies that person's whole consent history first (a model migration).
         """
         consent = consent.checked() if consent is not None else None
         if not external_id.strip():
@@ -374,6 +396,8 @@ class SqlStore:
                 if metadata is not None:
                     row.attributes = metadata
                 row.updated_at = utcnow()
+            if copy_consents_from is not None:
+                self._copy_consents(session, copy_consents_from, row)
             if consent is not None:
                 self._add_consent(session, row, consent)
             elif gallery.legal_basis is None:
@@ -391,6 +415,13 @@ class SqlStore:
             if template_rows:
                 self._bump(session, gallery)
             session.flush()
+            if gallery.keep_chips:
+                for template_row, template in zip(template_rows, templates, strict=True):
+                    if template.chip is not None:
+                        key_id, sealed = self.cipher.seal(template.chip, chip_context(row.id))
+                        session.add(ChipRow(template_id=template_row.id, person_id=row.id, sealed=sealed,
+                                            key_id=key_id))
+                session.flush()
             return self._person_record(session, gallery, row), [t.id for t in template_rows]
 
     # --- consent ---------------------------------------------------------------------------------
@@ -400,6 +431,19 @@ class SqlStore:
         session.add(ConsentRow(person_id=row.id, basis=consent.basis, evidence=consent.evidence,
                                recorded_by=consent.recorded_by, expires_at=consent.expires_at))
         row.matchable_until = epoch(consent.expires_at)
+
+    @staticmethod
+    def _copy_consents(session: Session, source_person_id: int, row: PersonRow) -> None:
+        source = session.get(PersonRow, source_person_id)
+        if source is None:
+            raise NotFoundError(f"no person with id {source_person_id}", code="person_not_found")
+        for old in session.scalars(select(ConsentRow).where(ConsentRow.person_id == source_person_id)
+                                   .order_by(ConsentRow.id)):
+            session.add(ConsentRow(person_id=row.id, basis=old.basis, evidence=old.evidence,
+                                   recorded_by=old.recorded_by, recorded_at=old.recorded_at, expires_at=old.expires_at,
+                                   withdrawn_at=old.withdrawn_at, withdrawn_by=old.withdrawn_by))
+        row.matchable_until = source.matchable_until
+        session.flush()
 
     def record_consent(self, gallery: GalleryRecord, external_id: str, consent: Consent) -> PersonRecord:
         """A new consent record for an enrolled person (a renewal): they match again until it ends."""
@@ -455,11 +499,13 @@ class SqlStore:
                              .where(TemplateRow.person_id == row.id).order_by(TemplateRow.id))]
             consents = session.scalar(select(func.count()).select_from(ConsentRow)
                                       .where(ConsentRow.person_id == row.id))
+            chips = session.scalar(select(func.count()).select_from(ChipRow).where(ChipRow.person_id == row.id))
+            session.execute(delete(ChipRow).where(ChipRow.person_id == row.id))
             session.execute(delete(TemplateRow).where(TemplateRow.person_id == row.id))
             session.execute(delete(ConsentRow).where(ConsentRow.person_id == row.id))
             session.delete(row)
             self._bump(session, gallery)
-            return ErasedPerson(record, templates, int(consents or 0))
+            return ErasedPerson(record, templates, int(consents or 0), int(chips or 0))
 
     # --- templates -------------------------------------------------------------------------------
 
@@ -541,14 +587,24 @@ class SqlStore:
 
     # --- keys ------------------------------------------------------------------------------------
 
-    def key_usage(self) -> dict[str | None, int]:
-        """Templates per data key id (None: stored before encryption at rest)."""
+    def chips(self, person_id: int) -> dict[int, bytes]:
+        """Template id → its face chip (PNG bytes, opened), for the person's templates that kept one."""
         with self._read() as session:
-            rows = session.execute(select(TemplateRow.key_id, func.count()).group_by(TemplateRow.key_id))
-            return {key_id: int(count) for key_id, count in rows}
+            rows = session.execute(select(ChipRow.template_id, ChipRow.key_id, ChipRow.sealed)
+                                   .where(ChipRow.person_id == person_id).order_by(ChipRow.template_id)).all()
+        return {int(t): self.cipher.open(key_id, sealed, chip_context(person_id)) for t, key_id, sealed in rows}
+
+    def key_usage(self) -> dict[str | None, int]:
+        """Sealed records (embeddings and chips) per data key id (None: stored before encryption at rest)."""
+        usage: dict[str | None, int] = {}
+        with self._read() as session:
+            for column in (TemplateRow.key_id, ChipRow.key_id):
+                for key_id, count in session.execute(select(column, func.count()).group_by(column)):
+                    usage[key_id] = usage.get(key_id, 0) + int(count)
+        return usage
 
     def reseal(self, batch: int = RESEAL_BATCH) -> int:
-        """Re-seal up to ``batch`` templates not under the current data key; returns how many (0: all done).
+        """Re-seal up to ``batch`` records not under the current data key; returns how many (0: all done).
 
         Each batch commits on its own (a rotation stopped midway resumes where it was); a row
         changed meanwhile (erased) is simply not updated.
@@ -561,16 +617,28 @@ class SqlStore:
                 .where((TemplateRow.key_id != current) | TemplateRow.key_id.is_(None))
                 .order_by(TemplateRow.id).limit(batch)
             ).all()
-            changes = []
-            for template_id, gallery_id, person_id, key_id, sealed in rows:
-                context = embedding_context(gallery_id, person_id)
-                new_key, resealed = self.cipher.seal(self.cipher.open(key_id, sealed, context), context)
-                changes.append({"template": template_id, "sealed": resealed, "key": new_key})
-            if changes:
-                session.connection().execute(
-                    update(TemplateRow).where(TemplateRow.id == bindparam("template"))
-                    .values(embedding=bindparam("sealed"), key_id=bindparam("key")), changes)
-            return len(rows)
+            if rows:
+                return self._reseal_rows(
+                    session, update(TemplateRow).where(TemplateRow.id == bindparam("row"))
+                    .values(embedding=bindparam("sealed"), key_id=bindparam("key")),
+                    [(t, embedding_context(g, p), key_id, sealed) for t, g, p, key_id, sealed in rows])
+            chips = session.execute(select(ChipRow.template_id, ChipRow.person_id, ChipRow.key_id, ChipRow.sealed)
+                                    .where(ChipRow.key_id != current).order_by(ChipRow.template_id)
+                                    .limit(batch)).all()
+            return self._reseal_rows(
+                session, update(ChipRow).where(ChipRow.template_id == bindparam("row"))
+                .values(sealed=bindparam("sealed"), key_id=bindparam("key")),
+                [(t, chip_context(p), key_id, sealed) for t, p, key_id, sealed in chips])
+
+    def _reseal_rows(self, session: Session, statement: Any, rows: list[tuple[int, bytes, str | None, bytes]]) -> int:
+        """Open each ``(row id, context, key id, sealed)`` and seal it again under the current key."""
+        changes = []
+        for row_id, context, key_id, sealed in rows:
+            new_key, resealed = self.cipher.seal(self.cipher.open(key_id, sealed, context), context)
+            changes.append({"row": row_id, "sealed": resealed, "key": new_key})
+        if changes:
+            session.connection().execute(statement, changes)
+        return len(changes)
 
     def revision(self, gallery: GalleryRecord) -> int:
         with self._read() as session:

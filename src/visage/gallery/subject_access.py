@@ -4,8 +4,8 @@
 every consent record, and each template with where it came from (the photo's SHA-256, the face
 box, its quality, the model) and the embedding itself, decrypted: it is the subject's data.
 ``audit.json`` lists every audit entry that names the person: who enrolled, verified, renewed or
-withdrew what, when, and for which stated purpose. Visage keeps no photos, so there are none to
-return; ``README.txt`` says so, and what each file means.
+withdrew what, when, and for which stated purpose. ``chips/`` holds the face chips of galleries
+that keep them. Visage keeps no photos; ``README.txt`` says so, and what each file means.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ person.json  the person's record and metadata, the gallery's legal basis, every 
              model) and its embedding (128 numbers describing the face; not a photo).
 audit.json   every operation recorded about this person: enrolments, verifications, consent
              changes, exports, with who made them, when, and the purpose stated.
+
+chips/       the face cut from each enrolment photo, where the gallery keeps them (to move to a
+             new recognition model without the photos).
 
 Visage does not keep the photos people are enrolled from, so none are included.
 """
@@ -73,4 +76,6 @@ def export_person(gallery: Gallery, audit: AuditLog, gallery_name: str, external
                                                      at=utcnow().isoformat(timespec="seconds")))
         archive.writestr("person.json", json.dumps(document, indent=2, ensure_ascii=False))
         archive.writestr("audit.json", json.dumps(entries[::-1], indent=2, ensure_ascii=False))  # oldest first
+        for template_id, chip in gallery.store.chips(person.id).items():
+            archive.writestr(f"chips/{template_id}.png", chip)
     return buffer.getvalue()
