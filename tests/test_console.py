@@ -118,6 +118,13 @@ def test_enrol_then_search_through_the_console(browser: webdriver.Chrome, server
     assert "identify" in audit_text and "enroll" in audit_text and "gallery.create" in audit_text
     screenshot(browser, "4-audit-log")
 
+    browser.find_element(By.CSS_SELECTOR, "#nav [data-view=report]").click()
+    wait_text(browser, "#report-table tbody", "console test")  # the search's purpose, in its weekly row
+    assert "1 searches, 1 matches" in browser.find_element(By.ID, "report-totals").text
+    totals = browser.find_element(By.ID, "report-totals").text
+    assert "1 enrolments" in totals and "1 operations refused" in totals  # the enrolment without consent
+    screenshot(browser, "5-transparency-report")
+
     browser.find_element(By.CSS_SELECTOR, "#nav [data-view=galleries]").click()
     browser.find_element(By.CSS_SELECTOR, "button[aria-label='Erase eileen']").click()
     WebDriverWait(browser, 10).until(until.alert_is_present()).accept()

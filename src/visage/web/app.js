@@ -40,6 +40,7 @@ function show(view) {
   }
   fail("");
   if (view === "audit") loadAudit();
+  if (view === "report") loadReport();
   const heading = document.querySelector(`#view-${view} h2`);
   if (heading) { heading.tabIndex = -1; heading.focus(); }
 }
@@ -292,6 +293,50 @@ async function loadAudit(event) {
   }
 }
 
+// The report's headline figures: which actions count as what.
+const REPORT_TOTALS = [
+  ["searches", (r) => r.action === "identify"],
+  ["verifications", (r) => r.action === "verify"],
+  ["enrolments", (r) => r.action === "enroll"],
+  ["erasures", (r) => r.action === "erase"],
+  ["access requests", (r) => r.action === "person.export"],
+];
+
+async function loadReport(event) {
+  if (event) event.preventDefault();
+  const params = new URLSearchParams();
+  for (const [name, value] of new FormData($("#report-form"))) if (value) params.set(name, `${value}T00:00:00Z`);
+  const body = $("#report-table tbody");
+  try {
+    const rows = await api(`/v1/report?${params}`);
+    body.replaceChildren();
+    for (const r of rows) {
+      const row = document.createElement("tr");
+      for (const value of [r.week, r.gallery, r.action, r.purpose, r.actor, r.operations, r.matches, r.failed]) {
+        cell(row, value);
+      }
+      body.appendChild(row);
+    }
+    const totals = $("#report-totals");
+    totals.replaceChildren();
+    const sum = (chosen, field) => chosen.reduce((total, r) => total + r[field], 0);
+    for (const [label, counts] of REPORT_TOTALS) {  // operations that went through; refusals are counted below
+      const chosen = rows.filter(counts);
+      const done = sum(chosen, "operations") - sum(chosen, "failed");
+      const item = document.createElement("li");
+      item.textContent = label === "searches" ? `${done} ${label}, ${sum(chosen, "matches")} matches` : `${done} ${label}`;
+      totals.appendChild(item);
+    }
+    const refused = document.createElement("li");
+    refused.textContent = `${sum(rows, "failed")} operations refused or failed`;
+    totals.appendChild(refused);
+    if (!rows.length) say("Nothing recorded in this period.");
+  } catch (error) {
+    body.replaceChildren();
+    fail(error.status === 403 ? "The report needs a key with the admin scope." : error.message);
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   $("#signin-form").addEventListener("submit", (event) => { event.preventDefault(); signIn($("#api-key").value.trim()); });
   $("#sign-out").addEventListener("click", signOut);
@@ -308,6 +353,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#enroll-form").addEventListener("submit", enroll);
   $("#search-form").addEventListener("submit", search);
   $("#audit-form").addEventListener("submit", loadAudit);
+  $("#report-form").addEventListener("submit", loadReport);
   $("#people-prev").addEventListener("click", () => { state.peopleOffset = Math.max(0, state.peopleOffset - PAGE); loadPeople(); });
   $("#people-next").addEventListener("click", () => { state.peopleOffset += PAGE; loadPeople(); });
   $("#audit-prev").addEventListener("click", () => { state.auditOffset = Math.max(0, state.auditOffset - PAGE); loadAudit(); });
