@@ -170,3 +170,32 @@ def test_enroll_dir_killed_midway_loses_nothing_it_reported(tmp_path: Path, astr
         assert set(reported) <= stored and len(stored) < 40
         [face] = gallery.identify("staff", astronaut_bytes, top_k=1000)
         assert {c.external_id for c in face.candidates} == stored  # the index holds exactly what SQL holds
+
+
+def test_privacy_commands_end_to_end(tmp_path: Path, astronaut_bytes: bytes) -> None:
+    """Chips kept, keys rotated, gallery migrated, retention set and run: each command as a user runs it."""
+    data = tmp_path / "data"
+    photo = tmp_path / "eileen.jpg"
+    photo.write_bytes(astronaut_bytes)
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return visage(*args, check=check, env_data_dir=data)
+
+    no_reason = run("gallery", "create", "crew", "--basis", "contract", check=False)
+    assert no_reason.returncode == 2 and "justification_required" in no_reason.stderr
+    made = json.loads(run("gallery", "create", "crew", "--basis", "contract", "--justification",
+                          "employment contracts, clause 12", "--keep-chips", "--json").stdout)
+    assert made["keep_chips"] and made["legal_basis"] == "contract"
+    run("enroll", "crew", "eileen", str(photo))
+    rotated = json.loads(run("keys", "rotate-data-key", "--json").stdout)
+    assert rotated["new_key"] and rotated["resealed"] == 2 and rotated["retired"]  # the template and its chip
+    migrated = json.loads(run("gallery", "migrate", "crew", "crew-v2", "--views", "single", "--json").stdout)
+    assert (migrated["persons"], migrated["templates"], migrated["skipped"]) == (1, 1, [])
+    [face] = json.loads(run("identify", "crew-v2", str(photo), "--json").stdout)
+    assert face["candidates"][0]["external_id"] == "eileen"
+    assert json.loads(run("gallery", "retention", "crew", "--days", "30", "--json").stdout)["retention_days"] == 30
+    both = run("gallery", "retention", "crew", "--days", "3", "--keep", check=False)
+    assert both.returncode == 2 and "invalid_retention" in both.stderr
+    assert json.loads(run("retention", "run", "--json").stdout)["purges"] == []  # nothing is 30 days old yet
+    actions = {e["action"] for e in json.loads(run("report", "--json").stdout)}
+    assert {"gallery.create", "enroll", "data_key.rotate", "gallery.migrate", "gallery.retention"} <= actions

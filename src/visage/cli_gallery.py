@@ -150,7 +150,8 @@ def gallery_list(as_json: JsonOption = False) -> None:
         print_json(rows)
         return
     for row in rows:
-        out.print(f"{row['name']}  model={row['model']}  watchlist={row['watchlist']}", markup=False)
+        basis = f"basis={row['legal_basis']}" if row["legal_basis"] else "per-person consent"
+        out.print(f"{row['name']}  model={row['model']}  watchlist={row['watchlist']}  {basis}", markup=False)
 
 
 @gallery_app.command("delete")

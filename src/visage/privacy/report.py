@@ -17,9 +17,11 @@ from sqlalchemy import ColumnElement, select
 from visage.db import as_utc
 from visage.privacy.audit import AuditLog, AuditRow
 
-# The operations the report is about: searches, enrolments, erasures and key changes, not reads.
+# The operations the report is about: searches, enrolments, consent, erasures, exports, retention and key changes,
+# not reads.
 REPORTED = ("identify", "verify", "compare", "embed", "enroll", "erase", "person.update", "template.delete",
-            "gallery.create", "gallery.delete", "key.create", "key.revoke")
+            "gallery.create", "gallery.delete", "gallery.retention", "gallery.migrate", "key.create", "key.revoke",
+            "consent.record", "consent.withdraw", "person.export", "retention.purge", "data_key.rotate")
 
 
 @dataclass(frozen=True)
