@@ -184,3 +184,15 @@ def test_upgrading_a_database_from_before_consent_keeps_every_row(tmp_path: Path
             assert "matchable_until" in columns and "consent_id" not in columns
     finally:
         database.close()
+
+
+def test_the_console_offers_exactly_the_legal_bases_the_api_accepts() -> None:
+    import json
+    import re
+    from importlib import resources
+
+    from visage.privacy.consent import LEGAL_BASES
+
+    script = resources.files("visage").joinpath("web/app.js").read_text(encoding="utf-8")
+    found = re.search(r"const LEGAL_BASES = (\[[^\]]*\]);", script)
+    assert found is not None and tuple(json.loads(found.group(1))) == LEGAL_BASES

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -98,9 +99,7 @@ class ConsentOut(BaseModel):
 
     @classmethod
     def of(cls, c: ConsentRecord) -> ConsentOut:
-        return cls(basis=c.basis, evidence=c.evidence, recorded_by=c.recorded_by, recorded_at=c.recorded_at,
-                   expires_at=c.expires_at, withdrawn_at=c.withdrawn_at, withdrawn_by=c.withdrawn_by,
-                   active=c.active())
+        return cls(**dataclasses.asdict(c), active=c.active())
 
 
 class PersonOut(BaseModel):

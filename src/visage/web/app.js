@@ -293,6 +293,20 @@ async function loadAudit(event) {
   }
 }
 
+// GDPR art. 6 bases, as the API names them (privacy/consent.py LEGAL_BASES).
+const LEGAL_BASES = ["consent", "contract", "legal_obligation", "vital_interest", "public_task", "legitimate_interest"];
+
+function fillLegalBases() {
+  for (const select of document.querySelectorAll("select.legal-bases")) {
+    for (const basis of LEGAL_BASES) {
+      const option = document.createElement("option");
+      option.value = basis;
+      option.textContent = basis.replace("_", " ");
+      select.appendChild(option);
+    }
+  }
+}
+
 // The report's headline figures: which actions count as what.
 const REPORT_TOTALS = [
   ["searches", (r) => r.action === "identify"],
@@ -338,6 +352,7 @@ async function loadReport(event) {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  fillLegalBases();
   $("#signin-form").addEventListener("submit", (event) => { event.preventDefault(); signIn($("#api-key").value.trim()); });
   $("#sign-out").addEventListener("click", signOut);
   for (const button of document.querySelectorAll("#nav [data-view]")) {
