@@ -1,0 +1,1 @@
+"""Video: sources of frames (files, image folders; streams next), face tracks across frames."""

@@ -1,0 +1,130 @@
+"""Video sources (files, image folders, damaged input) and face tracking across frames."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from visage.errors import ImageError, InvalidInputError
+from visage.video.sources import ImageFolder, VideoFile, open_source
+from visage.video.tracking import Tracker, iou_matrix
+
+from .conftest import shared_path
+
+
+def write_video(path: Path, frames: int, fps: int = 10, size: tuple[int, int] = (64, 48)) -> None:
+    """A small H.264 file whose frame i is filled with grey level 4·i (to check order)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for i in range(frames):
+            image = np.full((size[1], size[0], 3), 4 * i, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_a_video_file_yields_every_frame_in_order_with_stream_times(tmp_path: Path) -> None:
+    path = tmp_path / "clip.mp4"
+    write_video(path, 30)
+    start = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    source = VideoFile(path, start=start)
+    assert source.fps == 10 and source.size == (64, 48)
+    frames = list(source.frames())
+    assert [f.index for f in frames] == list(range(30))
+    assert np.allclose([f.seconds for f in frames], np.arange(30) / 10, atol=1e-6)
+    assert frames[-1].wall == datetime(2026, 11, 24, 9, 0, 2, 900000, tzinfo=UTC)
+    levels = [float(f.image.mean()) for f in frames]
+    assert levels == sorted(levels) and frames[0].image.shape == (48, 64, 3)
+    assert source.stats.decoded == 30 and source.stats.corrupt == 0
+
+
+def test_bad_video_input_gets_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError) as missing:
+        VideoFile(tmp_path / "nothing.mp4")
+    assert missing.value.code == "file_not_found"
+    (tmp_path / "junk.mp4").write_bytes(b"this is not a video at all" * 100)
+    with pytest.raises(ImageError) as junk:
+        VideoFile(tmp_path / "junk.mp4")
+    assert junk.value.code == "unsupported_video" and "junk.mp4" in junk.value.message
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(ImageError):
+        VideoFile(tmp_path / "empty.mp4")
+
+
+def test_a_damaged_video_never_stops_the_stream(tmp_path: Path) -> None:
+    path = tmp_path / "clip.mp4"
+    write_video(path, 60, size=(128, 96))
+    data = bytearray(path.read_bytes())
+    stretch = len(data) // 3  # inside the coded frames (the index, "moov", is written at the end)
+    data[stretch:stretch + 300] = bytes(300)
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    source = VideoFile(damaged)
+    frames = list(source.frames())  # never raises
+    assert 0 < len(frames) <= 60 and source.stats.decoded == len(frames)
+
+
+def test_an_image_folder_is_a_source_and_unreadable_images_are_skipped(tmp_path: Path,
+                                                                       astronaut_bytes: bytes) -> None:
+    for name in ("a.jpg", "c.jpg"):
+        (tmp_path / name).write_bytes(astronaut_bytes)
+    (tmp_path / "b.jpg").write_bytes(astronaut_bytes[:500])  # truncated
+    (tmp_path / "notes.txt").write_text("not an image")
+    source = open_source(tmp_path, fps=2)
+    assert isinstance(source, ImageFolder)
+    frames = list(source.frames())
+    assert [f.index for f in frames] == [0, 1] and [f.seconds for f in frames] == [0.0, 1.0]
+    assert source.stats.corrupt == 1 and source.stats.decoded == 2
+    with pytest.raises(InvalidInputError) as empty:
+        ImageFolder(tmp_path / "nowhere")
+    assert empty.value.code == "file_not_found"
+
+
+def test_the_shared_stage_clip_decodes_at_its_frame_rate() -> None:
+    source = VideoFile(shared_path("video", "short_hamilton_clip.mp4"))
+    assert abs(source.fps - 29.97) < 0.01 and source.size == (640, 360)
+    frames = list(source.frames())
+    assert len(frames) == source.frame_count == 275 and source.stats.corrupt == 0
+    assert abs(frames[-1].seconds - 274 / 29.97) < 0.01
+
+
+def test_iou_matrix() -> None:
+    a = np.array([[0, 0, 10, 10], [20, 20, 30, 30]])
+    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [100, 100, 110, 110]])
+    expected = np.array([[1.0, 50 / 150, 0.0], [0.0, 0.0, 0.0]])
+    assert np.allclose(iou_matrix(a, b), expected)
+    assert iou_matrix(np.zeros((0, 4)), b).shape == (0, 3)
+
+
+def test_tracks_survive_crossing_and_short_misses_and_end_after_the_gap() -> None:
+    tracker = Tracker(min_iou=0.3, max_gap_s=0.5)
+    fps = 10
+    ids: dict[str, set[int]] = {"left": set(), "right": set()}
+    for i in range(40):
+        seconds = i / fps
+        walker_left = np.array([10 + 6 * i, 50, 50 + 6 * i, 90], float)  # walks right
+        walker_right = np.array([250 - 6 * i, 52, 290 - 6 * i, 92], float)  # walks left, crossing the other
+        boxes, names = [], []
+        if not 15 <= i < 18:  # the left walker is missed for three frames (0.3 s)
+            boxes.append(walker_left)
+            names.append("left")
+        boxes.append(walker_right)
+        names.append("right")
+        for name, track_id in zip(names, tracker.update(i, seconds, np.array(boxes)), strict=True):
+            ids[name].add(track_id)
+        assert tracker.finished(seconds) == []
+    assert len(ids["left"]) == 1 and len(ids["right"]) == 1 and ids["left"] != ids["right"]
+    # Nobody for longer than the gap: both tracks end, with their first and last sightings.
+    ended = tracker.finished(39 / fps + 0.6)
+    assert [t.id for t in ended] == sorted(ids["left"] | ids["right"])
+    left = next(t for t in ended if t.id in ids["left"])
+    assert (left.first_index, left.last_index, left.hits) == (0, 39, 37)
+    assert tracker.update(50, 5.0, np.array([[10, 50, 50, 90]]))[0] not in ids["left"] | ids["right"]
+    assert [t.first_index for t in tracker.flush()] == [50] and tracker.active == []
