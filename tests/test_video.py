@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
+from visage import FaceAnalyzer
 from visage.errors import ImageError, InvalidInputError
-from visage.video.sources import ImageFolder, VideoFile, open_source
+from visage.video.scanner import BEST_SHOTS, VideoScanner
+from visage.video.sources import Frame, ImageFolder, SourceStats, VideoFile, open_source
 from visage.video.tracking import Tracker, iou_matrix
 
 from .conftest import shared_path
@@ -128,3 +131,47 @@ def test_tracks_survive_crossing_and_short_misses_and_end_after_the_gap() -> Non
     assert (left.first_index, left.last_index, left.hits) == (0, 39, 37)
     assert tracker.update(50, 5.0, np.array([[10, 50, 50, 90]]))[0] not in ids["left"] | ids["right"]
     assert [t.first_index for t in tracker.flush()] == [50] and tracker.active == []
+
+
+class MovingFace:
+    """A synthetic source: the astronaut's face walking across a grey stage, absent for a few frames."""
+
+    name = "synthetic"
+    fps = 10.0
+
+    def __init__(self, face: np.ndarray, frames: int = 24, hidden: range = range(10, 13)) -> None:
+        self.face, self.count, self.hidden = face, frames, hidden
+        self.stats = SourceStats()
+
+    def frames(self) -> Iterator[Frame]:
+        start = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+        height, width = self.face.shape[:2]
+        for i in range(self.count):
+            stage = np.full((height + 80, width + 8 * self.count + 80, 3), 128, np.uint8)
+            if i not in self.hidden:
+                stage[40:40 + height, 40 + 8 * i:40 + 8 * i + width] = self.face
+            self.stats.decoded += 1
+            yield Frame(i, i / self.fps, start + timedelta(seconds=i / self.fps), stage)
+
+
+def test_a_face_walking_past_becomes_one_sighting(analyzer: FaceAnalyzer, astronaut_face: np.ndarray) -> None:
+    seen_ids: list[list[int]] = []
+    scanner = VideoScanner(analyzer, detect_every=2, max_gap_s=1.0)
+    [sighting] = list(scanner.scan(MovingFace(astronaut_face), on_frame=lambda f, ids: seen_ids.append(ids)))
+    assert len(seen_ids) == 12 and {tuple(ids) for ids in seen_ids if ids} == {(1,)}  # one track through the gap
+    assert sighting.track_id == 1 and sighting.start_seconds == 0.0 and sighting.end_seconds == 2.2
+    assert sighting.frames == 10 and sighting.start_wall < sighting.end_wall  # 12 analysed frames, 2 hidden
+    assert sighting.best_quality > 0.5 and sighting.best_frame % 2 == 0 and BEST_SHOTS == 3
+    assert sighting.embedding is not None and abs(float(np.linalg.norm(sighting.embedding)) - 1) < 1e-5
+    reference = analyzer.analyze(astronaut_face, faces="largest").embeddings[0]
+    assert float(sighting.embedding @ reference) > 0.95
+
+
+def test_the_stage_clip_gives_sightings_with_embeddings(analyzer: FaceAnalyzer) -> None:
+    source = VideoFile(shared_path("video", "short_hamilton_clip.mp4"))
+    sightings = list(VideoScanner(analyzer, detect_every=3).scan(source))
+    assert len(sightings) >= 5
+    assert all(s.embedding is not None and s.frames >= 2 and s.start_seconds <= s.end_seconds for s in sightings)
+    assert all(0 <= s.best_box[0] < s.best_box[2] <= 640 and 0 <= s.best_box[1] < s.best_box[3] <= 360
+               for s in sightings)
+    assert max(s.end_seconds - s.start_seconds for s in sightings) > 5  # someone stays on stage for most of the clip

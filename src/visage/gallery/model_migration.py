@@ -19,7 +19,7 @@ import numpy as np
 
 from visage.errors import ConflictError, VisageError
 from visage.gallery.api import Gallery
-from visage.gallery.chips import chip_centre
+from visage.gallery.chips import nearest_to_centre
 from visage.gallery.store_sql import NewTemplate
 
 PAGE = 200
@@ -102,8 +102,5 @@ def _reembed(gallery: Gallery, chip: bytes) -> tuple[np.ndarray, float] | str:
         return exc.code
     if len(faces) == 0 or faces.embeddings is None:
         return "no_face"
-    cx, cy = chip_centre(image)
-    boxes = faces.boxes
-    centres = np.column_stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2])
-    nearest = int(np.argmin(np.hypot(centres[:, 0] - cx, centres[:, 1] - cy)))
+    nearest = nearest_to_centre(faces.boxes, image)
     return faces.embeddings[nearest], float(faces[nearest].quality.score)

@@ -1,0 +1,128 @@
+"""Footage → sightings: faces detected on frames, followed as tracks, each track reduced to one sighting.
+
+Detection (with quality, no embedding) runs on every ``detect_every``-th frame; the tracker
+carries identities across the frames in between and across missed detections. Per track only
+the :data:`BEST_SHOTS` best-quality faces are kept, each as a small region of its frame (the
+face with a margin), so memory does not grow with the track's length. When a track ends, those
+shots are embedded (the face is found again in its region, properly aligned) and their unit
+embeddings averaged into one: a :class:`Sighting`. Embedding a few faces per person instead of
+every face on every frame is what makes the scan faster than real time.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from visage.gallery.chips import face_region, nearest_to_centre
+from visage.pipeline import FaceAnalyzer
+from visage.types import FloatArray
+from visage.video.sources import Frame, FrameSource
+from visage.video.tracking import Track, Tracker
+
+BEST_SHOTS = 3
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """One person passing the camera: when (stream seconds and wall clock), how long, how well seen.
+
+    ``embedding`` is the unit average of the best shots' embeddings (None when none of them could
+    be embedded); ``best_box`` is where the best shot was, in its frame.
+    """
+
+    source: str
+    track_id: int
+    start_seconds: float
+    end_seconds: float
+    start_wall: datetime
+    end_wall: datetime
+    frames: int
+    best_quality: float
+    best_frame: int
+    best_box: tuple[float, float, float, float]
+    embedding: FloatArray | None
+
+
+@dataclass
+class _Shots:
+    """A track's best faces so far: a min-heap of (quality, frame index, region, the face's box in the region)."""
+
+    heap: list[tuple[float, int, np.ndarray, tuple[float, float, float, float]]] = field(default_factory=list)
+    start_wall: datetime | None = None
+    end_wall: datetime | None = None
+    best_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # in its frame
+
+    def offer(self, quality: float, frame: Frame, box: np.ndarray) -> None:
+        x1, y1, x2, y2 = (float(v) for v in box)
+        if not self.heap or quality > max(self.heap)[0]:
+            self.best_box = (x1, y1, x2, y2)
+        if len(self.heap) == BEST_SHOTS and quality <= self.heap[0][0]:
+            return
+        view, (left, top) = face_region(frame.image, box)
+        region = np.ascontiguousarray(view)  # a copy: the frame itself is not kept
+        entry = (quality, frame.index, region, (x1 - left, y1 - top, x2 - left, y2 - top))
+        if len(self.heap) < BEST_SHOTS:
+            heapq.heappush(self.heap, entry)
+        else:
+            heapq.heapreplace(self.heap, entry)
+
+
+class VideoScanner:
+    """Turns a frame source into sightings with one analyzer. Not thread-safe: one scanner per stream."""
+
+    def __init__(self, analyzer: FaceAnalyzer, *, detect_every: int = 2, max_gap_s: float = 1.0,
+                 min_frames: int = 2) -> None:
+        self.analyzer = analyzer
+        self.detect_every = max(1, detect_every)
+        self.max_gap_s = max_gap_s
+        self.min_frames = min_frames
+
+    def scan(self, source: FrameSource, *,
+             on_frame: Callable[[Frame, list[int]], None] | None = None) -> Iterator[Sighting]:
+        """Sightings as their tracks end (then the rest when the source ends); ``on_frame(frame, track ids)``
+        sees every analysed frame (e.g. to draw an annotated copy or show progress)."""
+        tracker = Tracker(max_gap_s=self.max_gap_s)
+        shots: dict[int, _Shots] = {}
+        for frame in source.frames():
+            if frame.index % self.detect_every:
+                continue
+            faces = self.analyzer.analyze(frame.image, embed=False)
+            track_ids = tracker.update(frame.index, frame.seconds, faces.boxes)
+            for position, track_id in enumerate(track_ids):
+                kept = shots.setdefault(track_id, _Shots(start_wall=frame.wall))
+                kept.end_wall = frame.wall
+                kept.offer(float(faces.quality[position]), frame, faces.boxes[position])
+            if on_frame is not None:
+                on_frame(frame, track_ids)
+            for track in tracker.finished(frame.seconds):
+                sighting = self._sighting(source.name, track, shots.pop(track.id))
+                if sighting is not None:
+                    yield sighting
+        for track in tracker.flush():
+            sighting = self._sighting(source.name, track, shots.pop(track.id))
+            if sighting is not None:
+                yield sighting
+
+    def _sighting(self, source: str, track: Track, kept: _Shots) -> Sighting | None:
+        if track.hits < self.min_frames:  # a face seen once is more likely a false detection than a person
+            return None
+        best_quality, best_frame, _, _ = max(kept.heap)
+        embeddings = []
+        for _, _, region, box in kept.heap:
+            faces = self.analyzer.analyze(region)
+            if len(faces) == 0:  # too small to be found again alone: embed the tracked box as it is
+                faces = self.analyzer.analyze_regions(region, np.array([box]))
+            if faces.embeddings is not None:
+                embeddings.append(faces.embeddings[nearest_to_centre(faces.boxes, region)])
+        fused = None
+        if embeddings:
+            mean = np.mean(embeddings, axis=0)
+            fused = (mean / np.linalg.norm(mean)).astype(np.float32)
+        assert kept.start_wall is not None and kept.end_wall is not None
+        return Sighting(source, track.id, track.first_seconds, track.last_seconds, kept.start_wall, kept.end_wall,
+                        track.hits, best_quality, best_frame, kept.best_box, fused)
