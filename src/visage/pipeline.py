@@ -123,11 +123,14 @@ class FaceAnalyzer:
             fallback = True
         return self._describe(image, detections, embed=embed, fallback=fallback)
 
-    def analyze_regions(self, source: ImageSource, boxes: np.ndarray, *, embed: bool = True) -> Faces:
-        """Treat given boxes as faces (no detection): landmarks are estimated inside each box."""
+    def analyze_regions(self, source: ImageSource, boxes: np.ndarray, *, embed: bool = True,
+                        landmarks: np.ndarray | None = None) -> Faces:
+        """Treat given boxes as faces (no detection), with their 5 ``landmarks`` when known (e.g. from an earlier
+        detection), else estimated inside each box."""
         image = self.load(source)
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-        detections = Detections(boxes, np.ones(len(boxes), np.float32), landmarks_in_box(boxes))
+        points = landmarks_in_box(boxes) if landmarks is None else np.asarray(landmarks, np.float32).reshape(-1, 5, 2)
+        detections = Detections(boxes, np.ones(len(boxes), np.float32), points)
         return self._describe(image, detections, embed=embed, fallback=False)
 
     def _describe(self, image: np.ndarray, detections: Detections, *, embed: bool, fallback: bool) -> Faces:

@@ -4,8 +4,8 @@ Detection (with quality, no embedding) runs on every ``detect_every``-th frame; 
 carries identities across the frames in between and across missed detections. Per track only
 the :data:`BEST_SHOTS` best-quality faces are kept, each as a small region of its frame (the
 face with a margin), so memory does not grow with the track's length. When a track ends, those
-shots are embedded (the face is found again in its region, properly aligned) and their unit
-embeddings averaged into one: a :class:`Sighting`. Embedding a few faces per person instead of
+shots are embedded (aligned by the landmarks the detector gave for them, so nothing is
+detected twice) and their unit embeddings averaged into one: a :class:`Sighting`. Embedding a few faces per person instead of
 every face on every frame is what makes the scan faster than real time.
 """
 
@@ -18,7 +18,7 @@ from datetime import datetime
 
 import numpy as np
 
-from visage.gallery.chips import face_region, nearest_to_centre
+from visage.gallery.chips import face_region
 from visage.pipeline import FaceAnalyzer
 from visage.types import FloatArray
 from visage.video.sources import Frame, FrameSource
@@ -50,22 +50,25 @@ class Sighting:
 
 @dataclass
 class _Shots:
-    """A track's best faces so far: a min-heap of (quality, frame index, region, the face's box in the region)."""
+    """A track's best faces so far: a min-heap of (quality, frame index, region, the face's box and 5 landmarks
+    in the region)."""
 
-    heap: list[tuple[float, int, np.ndarray, tuple[float, float, float, float]]] = field(default_factory=list)
+    heap: list[tuple[float, int, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
     start_wall: datetime | None = None
     end_wall: datetime | None = None
     best_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # in its frame
 
-    def offer(self, quality: float, frame: Frame, box: np.ndarray) -> None:
+    def offer(self, quality: float, frame: Frame, box: np.ndarray, landmarks: np.ndarray) -> None:
         x1, y1, x2, y2 = (float(v) for v in box)
-        if not self.heap or quality > max(self.heap)[0]:
+        if not self.heap or quality > max(q for q, *_ in self.heap):
             self.best_box = (x1, y1, x2, y2)
         if len(self.heap) == BEST_SHOTS and quality <= self.heap[0][0]:
             return
         view, (left, top) = face_region(frame.image, box)
         region = np.ascontiguousarray(view)  # a copy: the frame itself is not kept
-        entry = (quality, frame.index, region, (x1 - left, y1 - top, x2 - left, y2 - top))
+        offset = np.array([left, top], np.float32)
+        entry = (quality, frame.index, region, np.array([x1 - left, y1 - top, x2 - left, y2 - top], np.float32),
+                 np.asarray(landmarks, np.float32) - offset)
         if len(self.heap) < BEST_SHOTS:
             heapq.heappush(self.heap, entry)
         else:
@@ -96,7 +99,7 @@ class VideoScanner:
             for position, track_id in enumerate(track_ids):
                 kept = shots.setdefault(track_id, _Shots(start_wall=frame.wall))
                 kept.end_wall = frame.wall
-                kept.offer(float(faces.quality[position]), frame, faces.boxes[position])
+                kept.offer(float(faces.quality[position]), frame, faces.boxes[position], faces.landmarks[position])
             if on_frame is not None:
                 on_frame(frame, track_ids)
             for track in tracker.finished(frame.seconds):
@@ -111,14 +114,13 @@ class VideoScanner:
     def _sighting(self, source: str, track: Track, kept: _Shots) -> Sighting | None:
         if track.hits < self.min_frames:  # a face seen once is more likely a false detection than a person
             return None
-        best_quality, best_frame, _, _ = max(kept.heap)
+        best_quality, best_frame = max((q, i) for q, i, *_ in kept.heap)
         embeddings = []
-        for _, _, region, box in kept.heap:
-            faces = self.analyzer.analyze(region)
-            if len(faces) == 0:  # too small to be found again alone: embed the tracked box as it is
-                faces = self.analyzer.analyze_regions(region, np.array([box]))
+        for _, _, region, box, landmarks in kept.heap:
+            # The detector's own landmarks align the face: no second detection is needed.
+            faces = self.analyzer.analyze_regions(region, box[None], landmarks=landmarks[None])
             if faces.embeddings is not None:
-                embeddings.append(faces.embeddings[nearest_to_centre(faces.boxes, region)])
+                embeddings.append(faces.embeddings[0])
         fused = None
         if embeddings:
             mean = np.mean(embeddings, axis=0)
