@@ -9,6 +9,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from PIL import Image
 
 from visage import FaceAnalyzer
 from visage.errors import ImageError, InvalidInputError
@@ -175,3 +176,38 @@ def test_the_stage_clip_gives_sightings_with_embeddings(analyzer: FaceAnalyzer) 
     assert all(0 <= s.best_box[0] < s.best_box[2] <= 640 and 0 <= s.best_box[1] < s.best_box[3] <= 360
                for s in sightings)
     assert max(s.end_seconds - s.start_seconds for s in sightings) > 5  # someone stays on stage for most of the clip
+
+
+def test_video_scan_cli_names_who_walked_past(tmp_path: Path, astronaut: np.ndarray,
+                                              astronaut_face: np.ndarray) -> None:
+    import json
+
+    from .test_cli import visage
+
+    clip = tmp_path / "walk.mp4"
+    source = MovingFace(astronaut_face, frames=30, hidden=range(12, 14))
+    first = next(iter(source.frames())).image
+    height, width = (first.shape[0] // 2) * 2, (first.shape[1] // 2) * 2
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for frame in source.frames():
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame.image[:height, :width], format="rgb24")))
+        container.mux(stream.encode())
+    data = tmp_path / "data"
+    photo = tmp_path / "eileen.jpg"
+    Image.fromarray(astronaut).save(photo)
+    visage("gallery", "create", "crew", "--basis", "contract", "--justification", "crew badge photos",
+           env_data_dir=data)
+    visage("enroll", "crew", "eileen", str(photo), "--name", "Eileen Collins", env_data_dir=data)
+    report = tmp_path / "sightings.json"
+    printed = visage("video", "scan", str(clip), "--gallery", "crew", "--report", str(report), env_data_dir=data)
+    document = json.loads(report.read_text())
+    [sighting] = document["sightings"]
+    assert document["frames"] == 30 and document["corrupt_frames"] == 0
+    assert sighting["external_id"] == "eileen" and sighting["similarity"] > 0.9 and sighting["start_seconds"] == 0.0
+    assert "eileen" in printed.stdout and "1 sighting(s) in 30 frames" in printed.stderr
+    missing = visage("video", "scan", str(tmp_path / "none.mp4"), check=False, env_data_dir=data)
+    assert missing.returncode == 2 and "file_not_found" in missing.stderr and "Traceback" not in missing.stderr
+    audit = visage("report", "--json", env_data_dir=data).stdout
+    assert '"identify"' in audit  # the gallery search is audited

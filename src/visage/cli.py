@@ -18,7 +18,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from visage import cli_gallery, cli_service
+from visage import cli_gallery, cli_service, cli_video
 from visage.cli_support import (
     DetectorOption,
     EmbedderOption,
@@ -47,6 +47,7 @@ models_app = typer.Typer(help="The shipped models.")
 app.add_typer(models_app, name="models")
 cli_gallery.register(app)
 cli_service.register(app)
+cli_video.register(app)
 
 @app.command()
 def detect(

@@ -5,8 +5,9 @@ carries identities across the frames in between and across missed detections. Pe
 the :data:`BEST_SHOTS` best-quality faces are kept, each as a small region of its frame (the
 face with a margin), so memory does not grow with the track's length. When a track ends, those
 shots are embedded (aligned by the landmarks the detector gave for them, so nothing is
-detected twice) and their unit embeddings averaged into one: a :class:`Sighting`. Embedding a few faces per person instead of
-every face on every frame is what makes the scan faster than real time.
+detected twice) and their unit embeddings averaged into one: a :class:`Sighting`. Embedding a
+few faces per person instead of every face on every frame is what makes the scan faster than
+real time.
 """
 
 from __future__ import annotations
