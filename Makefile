@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 BENCH_VENV := .venv-bench
 
-.PHONY: run test lint bench bench-identify bench-env clean
+.PHONY: run test lint bench bench-identify bench-video bench-env clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ bench: $(VENV)/.installed bench-env
 
 bench-identify: $(VENV)/.installed bench-env
 	$(BIN)/python benchmarks/bench_identify.py --peer-python $(BENCH_VENV)/bin/python
+
+bench-video: $(VENV)/.installed bench-env
+	$(BIN)/python benchmarks/bench_video.py --peer-python $(BENCH_VENV)/bin/python
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) build src/*.egg-info
