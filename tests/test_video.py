@@ -13,9 +13,10 @@ from PIL import Image
 
 from visage import FaceAnalyzer
 from visage.errors import ImageError, InvalidInputError
+from visage.models.nms import iou_matrix
 from visage.video.scanner import BEST_SHOTS, VideoScanner
 from visage.video.sources import Frame, ImageFolder, SourceStats, VideoFile, open_source
-from visage.video.tracking import Tracker, iou_matrix
+from visage.video.tracking import Tracker
 
 from .conftest import shared_path
 
@@ -73,6 +74,17 @@ def test_a_damaged_video_never_stops_the_stream(tmp_path: Path) -> None:
     source = VideoFile(damaged)
     frames = list(source.frames())  # never raises
     assert 0 < len(frames) <= 60 and source.stats.decoded == len(frames)
+
+
+def test_a_video_cut_off_midway_gives_the_frames_before_the_cut(tmp_path: Path) -> None:
+    path = tmp_path / "clip.mkv"  # a streaming container: readable without its end
+    write_video(path, 60, size=(128, 96))
+    data = path.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) // 2])
+    source = VideoFile(cut)
+    frames = list(source.frames())
+    assert 0 < len(frames) < 60 and [f.index for f in frames] == list(range(len(frames)))
 
 
 def test_an_image_folder_is_a_source_and_unreadable_images_are_skipped(tmp_path: Path,

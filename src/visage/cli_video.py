@@ -59,7 +59,7 @@ def video_scan(
             fail(exc)
     rows = [_row(s) for s in sightings]
     if gallery is not None:
-        rows = _named(gallery, purpose, sightings)
+        rows = _named(analyzer, gallery, purpose, sightings)
     document = {"source": str(source), "frames": frames.stats.decoded, "corrupt_frames": frames.stats.corrupt,
                 "model": analyzer.model.id, "sightings": rows}
     if report is not None:
@@ -86,14 +86,14 @@ def _row(s: Any) -> dict[str, Any]:
             "best_box": [round(v, 1) for v in s.best_box]}
 
 
-def _named(gallery_name: str, purpose: str | None, sightings: list[Any]) -> list[dict[str, Any]]:
-    """Sightings named from the gallery; the search is audited like `visage identify`."""
+def _named(analyzer: Any, gallery_name: str, purpose: str | None, sightings: list[Any]) -> list[dict[str, Any]]:
+    """Sightings named from the gallery (with the scan's analyzer: no second model load); audited like identify."""
     from visage.gallery.api import Gallery
     from visage.privacy.audit import open_audit_log
     from visage.video.identify import name_sightings
 
     try:
-        with Gallery(build_settings()) as g:
+        with Gallery(analyzer.settings, analyzer=analyzer) as g:
             audit = open_audit_log(g.store.db, g.settings)
             with audit.operation(cli_actor(), "identify", gallery=gallery_name, purpose=purpose,
                                  details={"video": True, "sightings": len(sightings)}) as note:

@@ -89,7 +89,16 @@ class VideoFile:
             time_base = float(stream.time_base) if stream.time_base else 1.0 / self.fps
             first_pts: float | None = None
             index = 0
-            for packet in container.demux(stream):
+            packets = container.demux(stream)
+            while True:
+                try:
+                    packet = next(packets)
+                except StopIteration:
+                    break
+                except av.error.FFmpegError as exc:  # the container breaks off (a truncated file): end here
+                    self.stats.corrupt += 1
+                    log.warning("%s: unreadable after frame %d: %s", self.name, index, exc)
+                    break
                 try:
                     decoded = packet.decode()
                 except av.error.FFmpegError as exc:  # a damaged packet: skip it, keep going
