@@ -15,7 +15,7 @@ from visage import FaceAnalyzer
 from visage.errors import ImageError, InvalidInputError
 from visage.models.nms import iou_matrix
 from visage.video.scanner import BEST_SHOTS, VideoScanner
-from visage.video.sources import Frame, ImageFolder, SourceStats, VideoFile, open_source
+from visage.video.sources import Frame, ImageFolder, SourceStats, VideoFile, open_source, still
 from visage.video.tracking import Tracker
 
 from .conftest import shared_path
@@ -151,6 +151,7 @@ class MovingFace:
 
     name = "synthetic"
     fps = 10.0
+    live = False
 
     def __init__(self, face: np.ndarray, frames: int = 24, hidden: range = range(10, 13)) -> None:
         self.face, self.count, self.hidden = face, frames, hidden
@@ -164,13 +165,13 @@ class MovingFace:
             if i not in self.hidden:
                 stage[40:40 + height, 40 + 8 * i:40 + 8 * i + width] = self.face
             self.stats.decoded += 1
-            yield Frame(i, i / self.fps, start + timedelta(seconds=i / self.fps), stage)
+            yield Frame(i, i / self.fps, start + timedelta(seconds=i / self.fps), still(stage))
 
 
 def test_a_face_walking_past_becomes_one_sighting(analyzer: FaceAnalyzer, astronaut_face: np.ndarray) -> None:
     seen_ids: list[list[int]] = []
     scanner = VideoScanner(analyzer, detect_every=2, max_gap_s=1.0)
-    [sighting] = list(scanner.scan(MovingFace(astronaut_face), on_frame=lambda f, ids: seen_ids.append(ids)))
+    [sighting] = list(scanner.scan(MovingFace(astronaut_face), on_frame=lambda f, ids, boxes: seen_ids.append(ids)))
     assert len(seen_ids) == 12 and {tuple(ids) for ids in seen_ids if ids} == {(1,)}  # one track through the gap
     assert sighting.track_id == 1 and sighting.start_seconds == 0.0 and sighting.end_seconds == 2.2
     assert sighting.frames == 10 and sighting.start_wall < sighting.end_wall  # 12 analysed frames, 2 hidden
@@ -222,4 +223,4 @@ def test_video_scan_cli_names_who_walked_past(tmp_path: Path, astronaut: np.ndar
     missing = visage("video", "scan", str(tmp_path / "none.mp4"), check=False, env_data_dir=data)
     assert missing.returncode == 2 and "file_not_found" in missing.stderr and "Traceback" not in missing.stderr
     audit = visage("report", "--json", env_data_dir=data).stdout
-    assert '"identify"' in audit  # the gallery search is audited
+    assert '"video.scan"' in audit  # the gallery search is audited

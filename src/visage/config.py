@@ -178,6 +178,49 @@ class PrivacySettings(BaseModel):
     )
 
 
+class VideoSettings(BaseModel):
+    """Footage and streams: how often to detect, when a track ends, how long sightings are kept, alerts."""
+
+    model_config = {"extra": "forbid"}
+
+    detect_every: int = Field(
+        3, ge=1, le=30, description="Detect faces on every N-th frame of a file; the tracker carries them between. "
+        "Live streams detect on the newest frame whenever the previous detection is done (frames are dropped, never "
+        "queued).",
+    )
+    live_max_fps: float = Field(
+        10.0, gt=0, description="At most this many detections per second on a live stream (spare CPU stays free).",
+    )
+    frame_max_side: int = Field(
+        1280, ge=160, le=8192, description="Frames with a longer side are scaled down while decoding (1080p footage "
+        "is tracked at 1280x720); faces in them are still cut from that frame.",
+    )
+    max_gap_s: float = Field(1.0, gt=0, description="A track not seen for this long (stream time) ends.")
+    min_frames: int = Field(2, ge=1, description="Tracks detected on fewer frames are dropped as false detections.")
+    match_operating_point: str | None = Field(
+        None, description="Decides archive search hits and whether an unknown face is one seen before (1:1, fmr=R); "
+        "default: gallery.operating_point.",
+    )
+    keep_thumbnails: bool = Field(
+        False, description="Keep each sighting's best face as a sealed thumbnail (off: only its embedding is kept).",
+    )
+    unknown_retention_hours: float = Field(
+        72.0, gt=0, description="Sightings that matched nobody enrolled are deleted after this long.",
+    )
+    matched_retention_days: float = Field(
+        30.0, gt=0, description="Sightings and alerts of enrolled people are deleted after this long.",
+    )
+    reconnect_max_s: float = Field(
+        10.0, gt=0, description="Longest wait between reconnection attempts of a dropped stream (backoff doubles).",
+    )
+    webhook_secret: str | None = Field(
+        None, description="Key of the HMAC-SHA256 signature on webhook deliveries (X-Visage-Signature). Required "
+        "to send webhooks; VISAGE_VIDEO__WEBHOOK_SECRET sets it.",
+    )
+    webhook_attempts: int = Field(6, ge=1, le=20, description="Delivery attempts per alert and webhook.")
+    webhook_timeout_s: float = Field(5.0, gt=0, description="Time a webhook receiver has to answer.")
+
+
 class Settings(BaseSettings):
     """Everything a ``FaceAnalyzer`` (and later the gallery and service) needs."""
 
@@ -195,6 +238,7 @@ class Settings(BaseSettings):
     gallery: GallerySettings = GallerySettings()
     service: ServiceSettings = ServiceSettings()
     privacy: PrivacySettings = PrivacySettings()
+    video: VideoSettings = VideoSettings()
     operating_point: str = Field(
         "accuracy", description="Named decision threshold from the model card used by verify()."
     )

@@ -472,7 +472,7 @@ class Gallery:
             self._save(slot, force=True)  # erased vectors must not survive in the index file either
         purged = self.store.db.purge_freed_data()
         return ErasureReceipt(gallery.name, external_id, utcnow(), erased.templates, erased.consent_records,
-                              len(ids), purged, {"face_chips": erased.chips})
+                              len(ids), purged, {"face_chips": erased.chips, **erased.linked})
 
     # --- matching --------------------------------------------------------------------------------
 

@@ -5,7 +5,9 @@ Two rules, applied by ``visage retention run`` and by a scheduler inside ``visag
 * a person whose consent ended (expired or withdrawn) is erased: they already stopped matching
   the moment it ended (see :mod:`visage.privacy.consent`);
 * a gallery with ``retention_days`` loses templates older than that; a person left with none is
-  erased.
+  erased;
+* sightings (the video archive) of nobody enrolled go after ``video.unknown_retention_hours``
+  (72 h), those of enrolled people and alerts after ``video.matched_retention_days`` (30 days).
 
 Every erasure is audited with its receipt's digest, and each rule that removed anything adds
 one ``retention.purge`` entry with the counts, so the transparency report shows them. Runs are
@@ -23,11 +25,13 @@ from datetime import datetime, timedelta
 from visage.db import utcnow
 from visage.errors import NotFoundError
 from visage.gallery.api import Gallery
+from visage.gallery.sightings_store import SightingStore
 from visage.privacy.audit import AuditLog
 
 log = logging.getLogger(__name__)
 
 RETENTION_ACTOR = "retention"
+SIGHTINGS = "(sightings)"  # what the video archive's purges are reported under, in place of a gallery
 BATCH = 500
 
 
@@ -36,9 +40,9 @@ class Purge:
     """What one rule removed from one gallery; ``receipts`` are the digests of the erasures it made."""
 
     gallery: str
-    reason: str  # consent_ended | template_age
+    reason: str  # consent_ended | template_age | sighting_age
     persons: int
-    templates: int
+    templates: int  # (sightings, for the sighting_age rule)
     receipts: list[str] = field(default_factory=list)
 
 
@@ -108,6 +112,12 @@ def run_retention(gallery: Gallery, audit: AuditLog, *, now: datetime | None = N
             tally.add(record.name, "template_age", templates=len(ids))
             for external_id in emptied:
                 _erase(gallery, audit, tally, record.name, external_id, "template_age")
+    video = gallery.settings.video
+    sightings = SightingStore(gallery.store.db, gallery.store.cipher)
+    unknown_before = moment - timedelta(hours=video.unknown_retention_hours)
+    matched_before = moment - timedelta(days=video.matched_retention_days)
+    while removed := sightings.purge_older(unknown_before=unknown_before, matched_before=matched_before):
+        tally.add(SIGHTINGS, "sighting_age", templates=removed)
     purges = tally.purges()
     for purge in purges:
         audit.record(RETENTION_ACTOR, "retention.purge", gallery=purge.gallery, result_count=purge.persons,

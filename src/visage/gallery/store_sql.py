@@ -35,9 +35,11 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     bindparam,
+    column,
     delete,
     func,
     select,
+    table,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -194,6 +196,7 @@ class ErasedPerson:
     templates: list[RemovedTemplate]
     consent_records: int
     chips: int
+    linked: dict[str, int]  # video records removed with the person (sightings, alerts)
 
 
 # Templates re-sealed per transaction by a key rotation: short write locks, progress kept on interruption.
@@ -224,6 +227,19 @@ def _template_record(row: TemplateRow) -> TemplateRecord:
     x1, y1, x2, y2 = (float(v) for v in row.box)
     return TemplateRecord(row.id, row.person_id, row.model_id, row.source_sha256, (x1, y1, x2, y2), row.quality,
                           as_utc(row.created_at))
+
+
+def reseal_rows(cipher: DataCipher, session: Session, statement: Any,
+                rows: Sequence[tuple[int, bytes, str | None, bytes]]) -> int:
+    """Open each ``(row id, context, key id, sealed)`` and seal it again under the current key with ``statement``
+    (an UPDATE taking ``row``, ``sealed`` and ``key`` parameters)."""
+    changes = []
+    for row_id, context, key_id, sealed in rows:
+        new_key, resealed = cipher.seal(cipher.open(key_id, sealed, context), context)
+        changes.append({"row": row_id, "sealed": resealed, "key": new_key})
+    if changes:
+        session.connection().execute(statement, changes)
+    return len(changes)
 
 
 class SqlStore:
@@ -500,12 +516,32 @@ class SqlStore:
             consents = session.scalar(select(func.count()).select_from(ConsentRow)
                                       .where(ConsentRow.person_id == row.id))
             chips = session.scalar(select(func.count()).select_from(ChipRow).where(ChipRow.person_id == row.id))
+            linked = self._unlink_video(session, row.id)
             session.execute(delete(ChipRow).where(ChipRow.person_id == row.id))
             session.execute(delete(TemplateRow).where(TemplateRow.person_id == row.id))
             session.execute(delete(ConsentRow).where(ConsentRow.person_id == row.id))
             session.delete(row)
             self._bump(session, gallery)
-            return ErasedPerson(record, templates, int(consents or 0), int(chips or 0))
+            return ErasedPerson(record, templates, int(consents or 0), int(chips or 0), linked)
+
+    @staticmethod
+    def _unlink_video(session: Session, person_id: int) -> dict[str, int]:
+        """Delete the person's sightings and alerts (the video archive's); their archives' revisions move so the
+        sighting indexes drop the vectors. Named by table: the archive's module builds on this one."""
+        sightings = table("sightings", column("person_id"), column("model_id"))
+        alerts = table("alerts", column("person_id"))
+        archives = table("sighting_archives", column("model_id"), column("revision"))
+        models = [m for (m,) in session.execute(select(sightings.c.model_id).distinct()
+                                                .where(sightings.c.person_id == person_id))]
+        counted = {"sightings": select(func.count()).select_from(sightings).where(sightings.c.person_id == person_id),
+                   "alerts": select(func.count()).select_from(alerts).where(alerts.c.person_id == person_id)}
+        linked = {kind: int(session.scalar(query) or 0) for kind, query in counted.items()}
+        session.execute(delete(sightings).where(sightings.c.person_id == person_id))
+        session.execute(delete(alerts).where(alerts.c.person_id == person_id))
+        if models:
+            session.execute(update(archives).where(archives.c.model_id.in_(models))
+                            .values(revision=archives.c.revision + 1))
+        return linked
 
     # --- templates -------------------------------------------------------------------------------
 
@@ -618,27 +654,17 @@ class SqlStore:
                 .order_by(TemplateRow.id).limit(batch)
             ).all()
             if rows:
-                return self._reseal_rows(
-                    session, update(TemplateRow).where(TemplateRow.id == bindparam("row"))
+                return reseal_rows(
+                    self.cipher, session, update(TemplateRow).where(TemplateRow.id == bindparam("row"))
                     .values(embedding=bindparam("sealed"), key_id=bindparam("key")),
                     [(t, embedding_context(g, p), key_id, sealed) for t, g, p, key_id, sealed in rows])
             chips = session.execute(select(ChipRow.template_id, ChipRow.person_id, ChipRow.key_id, ChipRow.sealed)
                                     .where(ChipRow.key_id != current).order_by(ChipRow.template_id)
                                     .limit(batch)).all()
-            return self._reseal_rows(
-                session, update(ChipRow).where(ChipRow.template_id == bindparam("row"))
+            return reseal_rows(
+                self.cipher, session, update(ChipRow).where(ChipRow.template_id == bindparam("row"))
                 .values(sealed=bindparam("sealed"), key_id=bindparam("key")),
                 [(t, chip_context(p), key_id, sealed) for t, p, key_id, sealed in chips])
-
-    def _reseal_rows(self, session: Session, statement: Any, rows: list[tuple[int, bytes, str | None, bytes]]) -> int:
-        """Open each ``(row id, context, key id, sealed)`` and seal it again under the current key."""
-        changes = []
-        for row_id, context, key_id, sealed in rows:
-            new_key, resealed = self.cipher.seal(self.cipher.open(key_id, sealed, context), context)
-            changes.append({"row": row_id, "sealed": resealed, "key": new_key})
-        if changes:
-            session.connection().execute(statement, changes)
-        return len(changes)
 
     def revision(self, gallery: GalleryRecord) -> int:
         with self._read() as session:

@@ -21,7 +21,8 @@ from visage.privacy.audit import AuditLog, AuditRow
 # not reads.
 REPORTED = ("identify", "verify", "compare", "embed", "enroll", "erase", "person.update", "template.delete",
             "gallery.create", "gallery.delete", "gallery.retention", "gallery.migrate", "key.create", "key.revoke",
-            "consent.record", "consent.withdraw", "person.export", "retention.purge", "data_key.rotate")
+            "consent.record", "consent.withdraw", "person.export", "retention.purge", "data_key.rotate",
+            "video.scan", "video.watch", "video.alert", "sightings.search", "stream.start", "stream.stop")
 
 
 @dataclass(frozen=True)

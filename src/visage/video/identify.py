@@ -1,33 +1,49 @@
-"""Naming sightings: each sighting's fused embedding searched in a gallery (1:N, at the gallery's operating point)."""
+"""Naming sightings: a sighting's embedding searched in the chosen galleries (1:N, at each gallery's operating point).
+
+The best candidate at or above its gallery's threshold, across the galleries, names the
+sighting; watchlist galleries are searched with the stated purpose, which they require.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Sequence
 
+import numpy as np
+
+from visage.errors import InvalidInputError
 from visage.gallery.api import Gallery
-from visage.video.scanner import Sighting
+from visage.video.archive import Match
 
 
-@dataclass(frozen=True)
-class NamedSighting:
-    """A sighting and who it is: ``external_id`` None when nobody enrolled passed the decision threshold."""
+class SightingNamer:
+    """Names embeddings from a fixed set of galleries. Thread-safe."""
 
-    sighting: Sighting
-    external_id: str | None
-    display_name: str | None
-    similarity: float | None
-    threshold: float | None
+    def __init__(self, gallery: Gallery, gallery_names: Sequence[str], *, purpose: str | None = None) -> None:
+        self.gallery = gallery
+        self.purpose = purpose
+        self.galleries = [gallery.get(name) for name in dict.fromkeys(gallery_names)]  # unknown names fail here
+        for record in self.galleries:
+            if record.watchlist and not (purpose or "").strip():
+                raise InvalidInputError(f"gallery '{record.name}' is a watchlist: say why the footage is searched "
+                                        "(purpose)", code="purpose_required")
 
+    @property
+    def watches(self) -> bool:
+        """Whether any chosen gallery is a watchlist (then tracks are checked while in view, for alerts)."""
+        return any(record.watchlist for record in self.galleries)
 
-def name_sightings(gallery: Gallery, gallery_name: str, sightings: Iterable[Sighting], *,
-                   purpose: str | None = None) -> Iterator[NamedSighting]:
-    """Each sighting with its best candidate above the threshold (watchlists require a ``purpose``)."""
-    for sighting in sightings:
-        if sighting.embedding is None:
-            yield NamedSighting(sighting, None, None, None, None)
-            continue
-        found = gallery.identify_embedding(gallery_name, sighting.embedding, top_k=1, purpose=purpose)
-        best = found.candidates[0] if found.candidates and found.candidates[0].same else None
-        yield NamedSighting(sighting, best.external_id if best else None, best.display_name if best else None,
-                            best.similarity if best else None, found.threshold)
+    def match(self, embedding: np.ndarray, *, watchlists_only: bool = False) -> Match | None:
+        """The best match across the galleries (only the watchlists with ``watchlists_only``), or None."""
+        best: Match | None = None
+        for record in self.galleries:
+            if watchlists_only and not record.watchlist:
+                continue
+            found = self.gallery.identify_embedding(record.name, embedding, top_k=1, purpose=self.purpose)
+            if not found.candidates or not found.candidates[0].same:
+                continue
+            top = found.candidates[0]
+            if best is None or top.similarity > best.similarity:
+                person_id = self.gallery.person(record.name, top.external_id).id  # now: a re-enrolment changes it
+                best = Match(record.name, record.id, person_id,
+                             top.external_id, top.display_name, top.similarity, found.threshold, record.watchlist)
+        return best

@@ -26,6 +26,9 @@ from visage.video.sources import Frame, FrameSource
 from visage.video.tracking import Track, Tracker
 
 BEST_SHOTS = 3
+# A track still in view is embedded (its best shot so far) when its detections reach these counts, so a
+# watchlist match raises its alert while the person is there, not when they have left.
+PROBE_HITS = frozenset({3, 6, 12, 24, 48, 96})
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Sighting:
     best_frame: int
     best_box: tuple[float, float, float, float]
     embedding: FloatArray | None
+    best_shot: np.ndarray | None = field(default=None, repr=False, compare=False)  # RGB region around the best face
 
 
 @dataclass
@@ -58,6 +62,9 @@ class _Shots:
     start_wall: datetime | None = None
     end_wall: datetime | None = None
     best_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # in its frame
+
+    def best(self) -> tuple[float, int, np.ndarray, np.ndarray, np.ndarray]:
+        return max(self.heap, key=lambda entry: entry[0])
 
     def offer(self, quality: float, frame: Frame, box: np.ndarray, landmarks: np.ndarray) -> None:
         x1, y1, x2, y2 = (float(v) for v in box)
@@ -79,7 +86,7 @@ class _Shots:
 class VideoScanner:
     """Turns a frame source into sightings with one analyzer. Not thread-safe: one scanner per stream."""
 
-    def __init__(self, analyzer: FaceAnalyzer, *, detect_every: int = 2, max_gap_s: float = 1.0,
+    def __init__(self, analyzer: FaceAnalyzer, *, detect_every: int = 3, max_gap_s: float = 1.0,
                  min_frames: int = 2) -> None:
         self.analyzer = analyzer
         self.detect_every = max(1, detect_every)
@@ -87,13 +94,22 @@ class VideoScanner:
         self.min_frames = min_frames
 
     def scan(self, source: FrameSource, *,
-             on_frame: Callable[[Frame, list[int]], None] | None = None) -> Iterator[Sighting]:
-        """Sightings as their tracks end (then the rest when the source ends); ``on_frame(frame, track ids)``
-        sees every analysed frame (e.g. to draw an annotated copy or show progress)."""
+             on_frame: Callable[[Frame, list[int], np.ndarray], None] | None = None,
+             probe: Callable[[Track, Frame, FloatArray], bool] | None = None) -> Iterator[Sighting]:
+        """Sightings as their tracks end (then the rest when the source ends).
+
+        ``on_frame(frame, track ids, boxes)`` sees every analysed frame (to draw an annotated copy
+        or show progress). ``probe(track, frame, embedding)`` is given the best shot so far of a
+        track still in view, a few times as it grows (:data:`PROBE_HITS`), until it returns True.
+        A live source is analysed on every frame it hands out (it drops what analysis cannot
+        keep up with); a file on every ``detect_every``-th.
+        """
         tracker = Tracker(max_gap_s=self.max_gap_s)
         shots: dict[int, _Shots] = {}
+        settled: set[int] = set()
+        stride = 1 if source.live else self.detect_every
         for frame in source.frames():
-            if frame.index % self.detect_every:
+            if frame.index % stride:
                 continue
             faces = self.analyzer.analyze(frame.image, embed=False)
             track_ids = tracker.update(frame.index, frame.seconds, faces.boxes)
@@ -101,9 +117,16 @@ class VideoScanner:
                 kept = shots.setdefault(track_id, _Shots(start_wall=frame.wall))
                 kept.end_wall = frame.wall
                 kept.offer(float(faces.quality[position]), frame, faces.boxes[position], faces.landmarks[position])
+            if probe is not None:
+                for track in tracker.active:
+                    if track.last_index == frame.index and track.hits in PROBE_HITS and track.id not in settled:
+                        embedding = self._embed(shots[track.id].best())
+                        if embedding is not None and probe(track, frame, embedding):
+                            settled.add(track.id)
             if on_frame is not None:
-                on_frame(frame, track_ids)
+                on_frame(frame, track_ids, faces.boxes)
             for track in tracker.finished(frame.seconds):
+                settled.discard(track.id)
                 sighting = self._sighting(source.name, track, shots.pop(track.id))
                 if sighting is not None:
                     yield sighting
@@ -112,20 +135,21 @@ class VideoScanner:
             if sighting is not None:
                 yield sighting
 
+    def _embed(self, shot: tuple[float, int, np.ndarray, np.ndarray, np.ndarray]) -> FloatArray | None:
+        _, _, region, box, landmarks = shot
+        # The detector's own landmarks align the face: no second detection is needed.
+        faces = self.analyzer.analyze_regions(region, box[None], landmarks=landmarks[None])
+        return None if faces.embeddings is None else faces.embeddings[0]
+
     def _sighting(self, source: str, track: Track, kept: _Shots) -> Sighting | None:
         if track.hits < self.min_frames:  # a face seen once is more likely a false detection than a person
             return None
-        best_quality, best_frame = max((q, i) for q, i, *_ in kept.heap)
-        embeddings = []
-        for _, _, region, box, landmarks in kept.heap:
-            # The detector's own landmarks align the face: no second detection is needed.
-            faces = self.analyzer.analyze_regions(region, box[None], landmarks=landmarks[None])
-            if faces.embeddings is not None:
-                embeddings.append(faces.embeddings[0])
+        best_quality, best_frame, best_region, *_ = kept.best()
+        embeddings = [e for e in (self._embed(shot) for shot in kept.heap) if e is not None]
         fused = None
         if embeddings:
             mean = np.mean(embeddings, axis=0)
             fused = (mean / np.linalg.norm(mean)).astype(np.float32)
         assert kept.start_wall is not None and kept.end_wall is not None
         return Sighting(source, track.id, track.first_seconds, track.last_seconds, kept.start_wall, kept.end_wall,
-                        track.hits, best_quality, best_frame, kept.best_box, fused)
+                        track.hits, best_quality, best_frame, kept.best_box, fused, best_region)
