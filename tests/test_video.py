@@ -149,16 +149,17 @@ def test_tracks_survive_crossing_and_short_misses_and_end_after_the_gap() -> Non
 class MovingFace:
     """A synthetic source: the astronaut's face walking across a grey stage, absent for a few frames."""
 
-    name = "synthetic"
     fps = 10.0
     live = False
 
-    def __init__(self, face: np.ndarray, frames: int = 24, hidden: range = range(10, 13)) -> None:
+    def __init__(self, face: np.ndarray, frames: int = 24, hidden: range = range(10, 13), *,
+                 name: str = "synthetic", start: datetime = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)) -> None:
         self.face, self.count, self.hidden = face, frames, hidden
+        self.name, self.start = name, start
         self.stats = SourceStats()
 
     def frames(self) -> Iterator[Frame]:
-        start = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+        start = self.start
         height, width = self.face.shape[:2]
         for i in range(self.count):
             stage = np.full((height + 80, width + 8 * self.count + 80, 3), 128, np.uint8)
