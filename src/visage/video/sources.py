@@ -199,7 +199,11 @@ class VideoStream:
         self.name = url
         self.fps = 0.0  # known once connected
         self.max_side = max_side
-        self.options = {"rtsp_transport": transport} if transport else {}
+        # FFmpeg's own socket timeout (µs): without it an RTSP-over-UDP reader waits far longer than the read
+        # timeout for packets that stopped coming.
+        self.options = {"timeout": str(int(read_timeout_s * 1_000_000))}
+        if transport:
+            self.options["rtsp_transport"] = transport
         self.reconnect_max_s = reconnect_max_s
         self.timeouts = (open_timeout_s, read_timeout_s)
         self.on_gap = on_gap
