@@ -195,6 +195,14 @@ class VideoSettings(BaseModel):
         1280, ge=160, le=8192, description="Frames with a longer side are scaled down while decoding (1080p footage "
         "is tracked at 1280x720); faces in them are still cut from that frame.",
     )
+    min_face_px: float = Field(
+        30.0, gt=0, description="Smallest face (box side, frame pixels) followed: detection runs on frames shrunk "
+        "as far as still finds such faces (smaller faces are rarely recognisable from footage anyway).",
+    )
+    detect_max_side: int = Field(
+        800, ge=160, le=8192, description="Detection sees frames at most this long (1280x720 frames are detected at "
+        "800x450); the best shots are still cut from the full frame.",
+    )
     max_gap_s: float = Field(1.0, gt=0, description="A track not seen for this long (stream time) ends.")
     min_frames: int = Field(2, ge=1, description="Tracks detected on fewer frames are dropped as false detections.")
     match_operating_point: str | None = Field(
