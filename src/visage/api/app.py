@@ -29,12 +29,15 @@ from visage.api.middleware import BodyLimit, ServiceHeaders
 from visage.api.routes_admin import router as admin_router
 from visage.api.routes_galleries import router as galleries_router
 from visage.api.routes_match import router as match_router
+from visage.api.routes_video import router as video_router
 from visage.api.schemas import ErrorOut
 from visage.api.workers import worker_loads
 from visage.config import Settings
 from visage.gallery import Gallery
 from visage.gallery.retention import RetentionScheduler
 from visage.privacy.audit import open_audit_log
+from visage.video.archive import SightingArchive
+from visage.video.watch import WatchJobs
 
 log = logging.getLogger(__name__)
 VERSION_HEADER = "X-Visage-Version"
@@ -60,8 +63,9 @@ def build_services(settings: Settings, gallery: Gallery | None = None) -> Servic
                                           "max_file_bytes": min(settings.max_file_bytes,
                                                                 settings.service.max_upload_bytes)})
     gallery = gallery or Gallery(limited)
+    archive = SightingArchive(gallery)
     return Services(limited, gallery, ApiKeys(gallery.store.db), open_audit_log(gallery.store.db, limited),
-                    RateLimiter(settings.service.rate_limit_per_minute))
+                    RateLimiter(settings.service.rate_limit_per_minute), archive, WatchJobs(archive))
 
 
 def _load_models(ctx: Services) -> None:
@@ -89,8 +93,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             scheduler = RetentionScheduler(ctx.gallery, ctx.audit, interval * 60)
             scheduler.start()
         yield
+        ctx.streams.stop_all()  # open tracks archived, webhooks drained
         if scheduler is not None:
             scheduler.stop()
+        ctx.archive.close()
         ctx.gallery.close()
 
     app = FastAPI(title="Visage", version=__version__, lifespan=lifespan, responses=ERROR_RESPONSES,
@@ -102,7 +108,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.add_middleware(ServiceHeaders, version_header=(VERSION_HEADER, __version__), console_headers=CONSOLE_HEADERS,
                        timeout_s=ctx.settings.service.request_timeout_s, loads=worker_loads())
     app.add_middleware(BodyLimit, max_bytes=ctx.settings.service.max_upload_bytes)
-    for router in (galleries_router, match_router, admin_router):
+    for router in (galleries_router, match_router, video_router, admin_router):
         app.include_router(router)
 
     @app.get("/health", tags=["service"])

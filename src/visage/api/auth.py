@@ -23,6 +23,8 @@ from visage.api.keys import ApiKey, ApiKeys
 from visage.config import Settings
 from visage.gallery import Gallery
 from visage.privacy.audit import AuditLog, AuditNote
+from visage.video.archive import SightingArchive
+from visage.video.watch import WatchJobs
 
 
 class RateLimiter:
@@ -56,6 +58,8 @@ class Services:
     keys: ApiKeys
     audit: AuditLog
     limiter: RateLimiter
+    archive: SightingArchive
+    streams: WatchJobs
     models_ready: threading.Event = field(default_factory=threading.Event)
 
 

@@ -12,6 +12,13 @@ async def expect_multipart(request: Request) -> None:
         raise ApiError(415, "unsupported_media_type", "send images as multipart/form-data")
 
 
+async def expect_form(request: Request) -> None:
+    """A form that may or may not carry a photo: multipart, or URL-encoded when it has none."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        raise ApiError(415, "unsupported_media_type", "send a form (multipart/form-data with a photo)")
+
+
 async def expect_json(request: Request) -> None:
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
         raise ApiError(415, "unsupported_media_type", "send a JSON body (Content-Type: application/json)")

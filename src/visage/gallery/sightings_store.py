@@ -414,7 +414,7 @@ class SightingStore:
             alert_id = int(row.id)
         return self.alerts(after_id=alert_id - 1, limit=1)[0]
 
-    def alerts(self, *, after_id: int = 0, limit: int = 100, newest_first: bool = False) -> list[AlertRecord]:
+    def alerts(self, after_id: int = 0, *, limit: int = 100, newest_first: bool = False) -> list[AlertRecord]:
         """Alerts with an id above ``after_id`` (what a live feed has not shown yet), oldest first by default."""
         order = AlertRow.id.desc() if newest_first else AlertRow.id
         with self.db.read() as session:

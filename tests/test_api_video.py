@@ -1,0 +1,115 @@
+"""The video routes: a stream job started over HTTP (an MPEG-TS stream served on loopback), its alerts listed and
+streamed as server-sent events, the archive listed and searched, the job stopped, bad requests refused clearly."""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from visage import FaceAnalyzer
+from visage.api.auth import Services
+
+from .conftest import BASIS
+from .test_api import jpeg, make_client
+from .test_video import MovingFace
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def stream_url(tmp_path: Path, astronaut_face: np.ndarray) -> Iterator[str]:
+    """A person walking past a camera, as an MPEG-TS stream over HTTP (FFmpeg reads it like a live feed)."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+    source = MovingFace(astronaut_face, frames=40, hidden=range(0))
+    with av.open(str(folder / "walk.ts"), "w", format="mpegts") as container:
+        stream = container.add_stream("libx264", rate=10)
+        first = next(iter(source.frames())).image
+        stream.width, stream.height, stream.pix_fmt = first.shape[1] // 2 * 2, first.shape[0] // 2 * 2, "yuv420p"
+        for frame in source.frames():
+            image = np.ascontiguousarray(frame.image[:stream.height, :stream.width])
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/walk.ts"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def video_api(tmp_path: Path, analyzer: FaceAnalyzer) -> Iterator[tuple[TestClient, Services, dict[str, str],
+                                                                        dict[str, str]]]:
+    client, ctx = make_client(tmp_path, analyzer, request_timeout_s=8)
+    admin = {"Authorization": f"Bearer {ctx.keys.create('admin', ['admin'])[1]}"}
+    desk = {"Authorization": f"Bearer {ctx.keys.create('desk', ['identify'])[1]}"}
+    with client:
+        yield client, ctx, admin, desk
+
+
+def test_a_stream_job_alerts_live_and_fills_the_searchable_archive(
+        video_api: tuple[TestClient, Services, dict[str, str], dict[str, str]], stream_url: str,
+        astronaut: np.ndarray) -> None:
+    client, ctx, admin, desk = video_api
+    ctx.gallery.create("wanted", watchlist=True, **BASIS)
+    ctx.gallery.enroll("wanted", "eileen", [astronaut], display_name="Eileen Collins")
+
+    refused = {
+        "invalid_url": client.post("/v1/streams", json={"url": "/etc/passwd"}, headers=admin),
+        "purpose_required": client.post("/v1/streams", json={"url": stream_url, "galleries": ["wanted"]},
+                                        headers=admin),
+        "gallery_not_found": client.post("/v1/streams", json={"url": stream_url, "galleries": ["nope"]},
+                                         headers=admin),
+        "webhook_secret_missing": client.post("/v1/streams", json={"url": stream_url, "webhooks":
+                                                                   ["http://127.0.0.1:9/hook"]}, headers=admin),
+    }
+    for code, response in refused.items():
+        assert response.status_code in (404, 422) and response.json()["code"] == code, response.text
+    assert client.post("/v1/streams", json={"url": stream_url}, headers=desk).status_code == 403
+
+    started = client.post("/v1/streams", json={"url": stream_url, "galleries": ["wanted"],
+                                               "purpose": "trespass order"}, headers=admin)
+    assert started.status_code == 201 and started.json()["state"] == "running", started.text
+    job = started.json()["id"]
+    deadline = time.monotonic() + 90
+    while not client.get("/v1/alerts", headers=desk).json():
+        assert time.monotonic() < deadline, client.get(f"/v1/streams/{job}", headers=admin).json()
+        time.sleep(0.5)
+    feed = client.get("/v1/alerts/stream", params={"after": 0}, headers=desk)  # ends before the request timeout
+    assert feed.status_code == 200 and feed.headers["content-type"].startswith("text/event-stream")
+    assert "event: alert\nid: 1\n" in feed.text and '"external_id": "eileen"' in feed.text
+
+    stopped = client.delete(f"/v1/streams/{job}", headers=admin)
+    assert stopped.status_code == 200 and stopped.json()["state"] == "stopped"
+    assert stopped.json()["frames"] > 0 and stopped.json()["alerts"] >= 1
+    assert client.get("/v1/streams", headers=admin).json()[0]["state"] == "stopped"
+
+    listed = client.get("/v1/sightings", params={"gallery": "wanted", "person": "eileen"}, headers=desk).json()
+    assert listed["items"] and all(s["external_id"] == "eileen" and s["source"] == stream_url
+                                   for s in listed["items"])
+    photo = {"image": ("eileen.jpg", jpeg(astronaut), "image/jpeg")}
+    found = client.post("/v1/sightings/search", files=photo, data={"purpose": "incident review"}, headers=desk)
+    assert found.status_code == 200, found.text
+    hits = found.json()["hits"]
+    assert len(hits) == len(listed["items"]) and all(h["match_similarity"] >= found.json()["threshold"]
+                                                     for h in hits)
+    assert [h["started_at"] for h in hits] == sorted((h["started_at"] for h in hits), reverse=True)
+    no_purpose = client.post("/v1/sightings/search", files=photo, headers=desk)
+    assert no_purpose.status_code == 422
+    by_person = client.post("/v1/sightings/search", data={"gallery": "wanted", "person": "eileen",
+                                                          "purpose": "incident review"}, headers=desk)
+    assert len(by_person.json()["hits"]) == len(hits)
+    actions = {e.action for e in ctx.audit.entries(limit=100)[0]}
+    assert {"stream.start", "stream.stop", "video.alert", "sightings.search"} <= actions
