@@ -18,6 +18,7 @@ person to another). Untimed.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import subprocess
@@ -79,7 +80,7 @@ def identity_switches(analyzer: FaceAnalyzer, samples: list[tuple[Frame, list[in
                 per_track[track_id].append(faces.embeddings[column])
     switches = compared = 0
     for embeddings in per_track.values():
-        for before, after in zip(embeddings, embeddings[1:], strict=False):
+        for before, after in itertools.pairwise(embeddings):
             compared += 1
             switches += float(before @ after) < threshold
     return switches, compared
