@@ -79,6 +79,8 @@ def test_a_stream_job_alerts_live_and_fills_the_searchable_archive(
         assert response.status_code in (404, 422) and response.json()["code"] == code, response.text
     assert client.post("/v1/streams", json={"url": stream_url}, headers=desk).status_code == 403
 
+    broken = client.post("/v1/streams", json={"url": "http://127.0.0.1:9/camera-off.ts"}, headers=admin)
+    assert broken.status_code == 201  # a camera that cannot be reached is retried, and isolated from the others
     started = client.post("/v1/streams", json={"url": stream_url, "galleries": ["wanted"],
                                                "purpose": "trespass order"}, headers=admin)
     assert started.status_code == 201 and started.json()["state"] == "running", started.text
@@ -94,7 +96,11 @@ def test_a_stream_job_alerts_live_and_fills_the_searchable_archive(
     stopped = client.delete(f"/v1/streams/{job}", headers=admin)
     assert stopped.status_code == 200 and stopped.json()["state"] == "stopped"
     assert stopped.json()["frames"] > 0 and stopped.json()["alerts"] >= 1
-    assert client.get("/v1/streams", headers=admin).json()[0]["state"] == "stopped"
+    unreachable = client.get(f"/v1/streams/{broken.json()['id']}", headers=admin).json()
+    assert unreachable["state"] == "running" and unreachable["frames"] == 0  # still trying, the other one worked
+    assert client.delete(f"/v1/streams/{broken.json()['id']}", headers=admin).json()["state"] == "stopped"
+    assert [s["state"] for s in client.get("/v1/streams", headers=admin).json()] == ["stopped", "stopped"]
+    assert client.get("/v1/streams/99", headers=admin).json()["code"] == "job_not_found"
 
     listed = client.get("/v1/sightings", params={"gallery": "wanted", "person": "eileen"}, headers=desk).json()
     assert listed["items"] and all(s["external_id"] == "eileen" and s["source"] == stream_url

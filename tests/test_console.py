@@ -59,6 +59,21 @@ def wait_text(driver: webdriver.Chrome, selector: str, text: str, timeout: float
     WebDriverWait(driver, timeout).until(until.text_to_be_present_in_element((By.CSS_SELECTOR, selector), text))
 
 
+def raise_alert(data_dir: Path, gallery_name: str, external_id: str) -> None:
+    """A watchlist alert written to the server's database from another process."""
+    from datetime import UTC, datetime
+
+    from visage import Settings
+    from visage.gallery.api import Gallery
+    from visage.gallery.sightings_store import SightingStore
+
+    with Gallery(Settings(data_dir=data_dir)) as gallery:
+        record = gallery.get(gallery_name)
+        person = gallery.person(gallery_name, external_id)
+        SightingStore(gallery.store.db, gallery.store.cipher).add_alert("camera-7", 3, record.id, person.id, 0.91,
+                                                                        0.6, 12.5, datetime.now(UTC))
+
+
 def test_enrol_then_search_through_the_console(browser: webdriver.Chrome, server: Server, tmp_path: Path,
                                                astronaut_bytes: bytes) -> None:
     photo, blank = tmp_path / "eileen.jpg", tmp_path / "wall.png"
@@ -124,6 +139,13 @@ def test_enrol_then_search_through_the_console(browser: webdriver.Chrome, server
     totals = browser.find_element(By.ID, "report-totals").text
     assert "1 enrolments" in totals and "1 operations refused" in totals  # the enrolment without consent
     screenshot(browser, "5-transparency-report")
+
+    browser.find_element(By.CSS_SELECTOR, "#nav [data-view=alerts]").click()
+    wait_text(browser, "#alerts-live", "Listening for alerts")
+    raise_alert(tmp_path / "data", "lobby", "eileen")  # as a stream job or `visage watch` would, in the same database
+    wait_text(browser, "#alerts-table tbody", "Eileen Collins (eileen)", timeout=20)
+    assert "camera-7" in browser.find_element(By.ID, "alerts-table").text
+    screenshot(browser, "6-alerts-live")
 
     browser.find_element(By.CSS_SELECTOR, "#nav [data-view=galleries]").click()
     browser.find_element(By.CSS_SELECTOR, "button[aria-label='Erase eileen']").click()

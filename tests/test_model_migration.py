@@ -80,5 +80,5 @@ def test_chips_are_kept_sealed_and_the_gallery_moves_to_a_new_model(gallery: Gal
     rotated = rotate_data_key(gallery)
     assert rotated.resealed == 5 + 3 and gallery.store.key_usage() == {rotated.key_id: 8}  # templates + chips
     receipt = gallery.erase("crew-v2", "eileen")
-    assert receipt.linked == {"face_chips": 1}
+    assert receipt.linked == {"face_chips": 1, "sightings": 0, "alerts": 0}
     assert gallery.store.chips(moved.id) == {}

@@ -214,13 +214,27 @@ def test_video_scan_cli_names_who_walked_past(tmp_path: Path, astronaut: np.ndar
     visage("gallery", "create", "crew", "--basis", "contract", "--justification", "crew badge photos",
            env_data_dir=data)
     visage("enroll", "crew", "eileen", str(photo), "--name", "Eileen Collins", env_data_dir=data)
-    report = tmp_path / "sightings.json"
-    printed = visage("video", "scan", str(clip), "--gallery", "crew", "--report", str(report), env_data_dir=data)
+    report, annotated = tmp_path / "sightings.json", tmp_path / "annotated.mp4"
+    printed = visage("video", "scan", str(clip), "--gallery", "crew", "--report", str(report), "--out",
+                     str(annotated), env_data_dir=data)
     document = json.loads(report.read_text())
     [sighting] = document["sightings"]
     assert document["frames"] == 30 and document["corrupt_frames"] == 0
     assert sighting["external_id"] == "eileen" and sighting["similarity"] > 0.9 and sighting["start_seconds"] == 0.0
     assert "eileen" in printed.stdout and "1 sighting(s) in 30 frames" in printed.stderr
+    drawn = list(VideoFile(annotated).frames())
+    assert len(drawn) == 10 and drawn[-1].seconds == pytest.approx(2.7, abs=0.05)  # every 3rd frame, real time
+    original = list(source.frames())[15].image[:height, :width].astype(int)
+    changed = np.abs(drawn[5].image.astype(int) - original).max(axis=2) > 60
+    assert 200 < changed.sum() < changed.size / 4  # a box and its label drawn over the frame, the rest unchanged
+
+    listed = json.loads(visage("sightings", "list", "--json", env_data_dir=data).stdout)
+    assert [s["external_id"] for s in listed["sightings"]] == ["eileen"]
+    found = json.loads(visage("sightings", "search", str(photo), "--purpose", "test", "--json",
+                              env_data_dir=data).stdout)
+    assert [h["id"] for h in found["hits"]] == [listed["sightings"][0]["id"]]
+    refused = visage("sightings", "search", str(photo), check=False, env_data_dir=data)
+    assert refused.returncode == 2 and "purpose_required" in refused.stderr
     missing = visage("video", "scan", str(tmp_path / "none.mp4"), check=False, env_data_dir=data)
     assert missing.returncode == 2 and "file_not_found" in missing.stderr and "Traceback" not in missing.stderr
     audit = visage("report", "--json", env_data_dir=data).stdout

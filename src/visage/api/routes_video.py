@@ -41,7 +41,10 @@ Admin = Annotated[ApiKey, Depends(require("admin"))]
 Identify = Annotated[ApiKey, Depends(require("identify"))]
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "srt://")
 FEED_POLL_S = 0.5
-FEED_HEARTBEAT_S = 15.0
+FEED_HEARTBEAT_S = 5.0
+# Each feed response ends after this long (clients reconnect at once, from the last id): a server shutting down
+# waits for open responses, and the request timeout must not cut one.
+FEED_RESPONSE_S = 10.0
 
 
 @router.post("/streams", response_model=StreamOut, status_code=201, dependencies=[Depends(expect_json)])
@@ -148,15 +151,15 @@ async def alert_feed(request: Request, ctx: Ctx, _: Identify,
     """Watchlist alerts as server-sent events (``event: alert``, ``id``: the alert id), as they are raised.
 
     Without ``after`` (or a ``Last-Event-ID`` header from a reconnecting client) only new alerts
-    are sent. The response ends before the server's request timeout; clients reconnect (an
-    ``EventSource`` does so by itself, sending ``Last-Event-ID``) and miss nothing.
+    are sent. Each response ends after about 10 seconds; clients reconnect (an ``EventSource``
+    does so by itself, sending ``Last-Event-ID``) and miss nothing.
     """
     if after is None and last_event_id and last_event_id.isdigit():
         after = int(last_event_id)
     if after is None:
         newest = await anyio.to_thread.run_sync(lambda: ctx.archive.store.alerts(limit=1, newest_first=True))
         after = newest[0].id if newest else 0
-    lasts = max(1.0, ctx.settings.service.request_timeout_s - 5)
+    lasts = max(1.0, min(FEED_RESPONSE_S, ctx.settings.service.request_timeout_s - 5))
 
     async def events(after: int) -> AsyncIterator[str]:
         ends = time.monotonic() + lasts

@@ -41,6 +41,7 @@ function show(view) {
   fail("");
   if (view === "audit") loadAudit();
   if (view === "report") loadReport();
+  if (view === "alerts") loadAlerts();
   const heading = document.querySelector(`#view-${view} h2`);
   if (heading) { heading.tabIndex = -1; heading.focus(); }
 }
@@ -63,6 +64,7 @@ async function signIn(key) {
 }
 
 function signOut() {
+  stopAlertFeed();
   sessionStorage.removeItem("visage-key");
   state.key = null;
   $("#nav").hidden = true;
@@ -348,6 +350,77 @@ async function loadReport(event) {
   } catch (error) {
     body.replaceChildren();
     fail(error.status === 403 ? "The report needs a key with the admin scope." : error.message);
+  }
+}
+
+// Watchlist alerts: the latest from /v1/alerts, then new ones as they are raised, from the server-sent-event feed
+// (read with fetch, which can send the key as a header; an EventSource cannot).
+let alertFeed = null;
+
+function alertRow(alert) {
+  const row = document.createElement("tr");
+  cell(row, new Date(alert.raised_at).toLocaleString());
+  cell(row, alert.source);
+  cell(row, alert.gallery);
+  cell(row, alert.display_name ? `${alert.display_name} (${alert.external_id})` : alert.external_id);
+  cell(row, alert.similarity.toFixed(3));
+  return row;
+}
+
+async function loadAlerts() {
+  const body = $("#alerts-table tbody");
+  let alerts;
+  try {
+    alerts = await api("/v1/alerts?limit=50");
+  } catch (error) {
+    fail(error.status === 403 ? "Alerts need a key with the identify scope." : error.message);
+    return;
+  }
+  body.replaceChildren(...alerts.map(alertRow));
+  if (!alertFeed) listenForAlerts(alerts.length ? alerts[0].id : 0);
+}
+
+function stopAlertFeed() {
+  if (alertFeed) alertFeed.abort();
+  alertFeed = null;
+}
+
+function shownAlert(message) {
+  const data = message.split("\n").filter((line) => line.startsWith("data: ")).map((line) => line.slice(6)).join("\n");
+  if (!message.split("\n").includes("event: alert") || !data) return null;
+  const alert = JSON.parse(data);
+  $("#alerts-table tbody").prepend(alertRow(alert));
+  say(`Alert: ${alert.external_id} seen on ${alert.source}.`);
+  return alert.alert_id;
+}
+
+async function listenForAlerts(after) {
+  const feed = new AbortController();
+  alertFeed = feed;
+  let last = after;
+  while (!feed.signal.aborted) {
+    try {
+      const response = await fetch(`/v1/alerts/stream?after=${last}`,
+                                   { headers: { Authorization: `Bearer ${state.key}` }, signal: feed.signal });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      $("#alerts-live").textContent = "Listening for alerts (live).";
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;  // the server ends each response before its request timeout: reconnect
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          last = shownAlert(buffer.slice(0, end)) ?? last;
+          buffer = buffer.slice(end + 2);
+        }
+      }
+    } catch (error) {
+      if (feed.signal.aborted) return;
+      $("#alerts-live").textContent = "The alert feed was interrupted; reconnecting…";
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+    }
   }
 }
 
