@@ -25,7 +25,7 @@ from visage.video.sources import Frame, SourceStats, still
 from visage.video.watch import SightingRecorder, WatchJob
 
 FPS = 5.0
-SIZE = (160, 120)  # width, height: low resolution keeps a 30-minute stream within a test's time
+SIZE = (192, 144)  # width, height: low resolution keeps a 30-minute stream within a test's time
 
 
 def rss_mb() -> float:
@@ -34,14 +34,14 @@ def rss_mb() -> float:
 
 
 class Corridor:
-    """A camera over a corridor: every 8 s someone walks through for 5 s (a 48-px face), then it is empty."""
+    """A camera over a corridor: every 8 s someone walks through for 5 s (a face of about 40 px), then it is empty."""
 
     live = False
     fps = FPS
 
     def __init__(self, face: np.ndarray, minutes: float, *, on_frame: object = None) -> None:
         self.name = "corridor"
-        self.face = cv2.resize(face, (40, 48), interpolation=cv2.INTER_AREA)
+        self.face = cv2.resize(face, (60, 72), interpolation=cv2.INTER_AREA)
         self.count = int(minutes * 60 * FPS)
         self.stats = SourceStats()
         self.start = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)
@@ -56,15 +56,15 @@ class Corridor:
             if phase < 5.0:
                 image = empty.copy()
                 x = int(10 + phase * 20)
-                image[36:84, x:x + 40] = self.face
+                image[36:108, x:x + 60] = self.face
             self.stats.decoded += 1
             if self.tick is not None:
                 self.tick(index)  # type: ignore[operator]
             yield Frame(index, seconds, self.start + timedelta(seconds=seconds), still(image))
 
 
-def test_half_an_hour_of_footage_keeps_memory_flat(tmp_path: Path, analyzer: FaceAnalyzer,
-                                                   astronaut_face: np.ndarray) -> None:
+def test_half_an_hour_of_footage_keeps_memory_flat(tmp_path: Path, astronaut_face: np.ndarray) -> None:
+    analyzer = FaceAnalyzer(Settings(embedding={"views": "single"}))  # as `visage watch` embeds
     minutes = 30.0
     samples: dict[str, float] = {}
     total = int(minutes * 60 * FPS)
@@ -79,7 +79,7 @@ def test_half_an_hour_of_footage_keeps_memory_flat(tmp_path: Path, analyzer: Fac
         archive = SightingArchive(gallery)
         recorder = SightingRecorder(archive, None, actor="soak")
         job = WatchJob(1, Corridor(astronaut_face, minutes, on_frame=sample),
-                       VideoScanner(analyzer, detect_every=2, min_face_px=30), recorder)
+                       VideoScanner(analyzer, detect_every=3, min_face_px=30), recorder)
         started = time.monotonic()
         status = job.run()
         elapsed = time.monotonic() - started
@@ -88,8 +88,9 @@ def test_half_an_hour_of_footage_keeps_memory_flat(tmp_path: Path, analyzer: Fac
     assert len(sightings) == 225  # one per walk-through: 30 min / 8 s
     assert len({s.unknown for s in sightings}) == 1  # the same stranger, every time
     growth = samples["end"] - samples["warm"]
+    print(f"RSS {samples['warm']:.1f} MB after 6 minutes of footage, {samples['end']:.1f} MB after 30")
     assert growth < 25, f"memory grew {growth:.1f} MB over 24 minutes of footage"
-    assert elapsed < 240  # 30 minutes of footage at least 7.5x faster than real time
+    assert elapsed < 180  # 30 minutes of footage at least 10x faster than real time
 
 
 def test_a_killed_watcher_keeps_every_finished_sighting(tmp_path: Path, astronaut_face: np.ndarray) -> None:
