@@ -109,7 +109,7 @@ def main() -> None:
     samples: list[tuple[Frame, list[int], np.ndarray]] = []
     visage_s, sightings, source = timed_scan(analyzer, args.clip, args.every, samples=samples)
     duration = source.duration_s
-    rows = [(f"Visage scan, {source.size[0]}x{source.size[1]} (every {args.every}th frame, {args.views} view)",
+    rows = [(f"Visage scan, {source.size[0]}x{source.size[1]} (detection every {args.every} frames, {args.views} view)",
              visage_s, f"{sightings} sightings")]
     with tempfile.TemporaryDirectory() as tmp:
         if shutil.which("ffmpeg"):
