@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -20,7 +19,7 @@ from visage.api.auth import Services
 
 from .conftest import BASIS
 from .test_api import jpeg, make_client
-from .test_video import MovingFace
+from .test_video import MovingFace, encode_clip
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
@@ -34,14 +33,7 @@ def stream_url(tmp_path: Path, astronaut_face: np.ndarray) -> Iterator[str]:
     folder = tmp_path / "www"
     folder.mkdir()
     source = MovingFace(astronaut_face, frames=40, hidden=range(0))
-    with av.open(str(folder / "walk.ts"), "w", format="mpegts") as container:
-        stream = container.add_stream("libx264", rate=10)
-        first = next(iter(source.frames())).image
-        stream.width, stream.height, stream.pix_fmt = first.shape[1] // 2 * 2, first.shape[0] // 2 * 2, "yuv420p"
-        for frame in source.frames():
-            image = np.ascontiguousarray(frame.image[:stream.height, :stream.width])
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
+    encode_clip(folder / "walk.ts", source, container_format="mpegts")
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(folder)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/walk.ts"

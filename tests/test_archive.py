@@ -38,8 +38,8 @@ SECRET = "webhook-test-secret"
 
 
 @pytest.fixture
-def archive(tmp_path: Path, database_url: str, analyzer: FaceAnalyzer) -> Iterator[SightingArchive]:
-    settings = Settings(data_dir=tmp_path, gallery=GallerySettings(database_url=database_url))
+def archive(tmp_path: Path, backend: dict[str, str], analyzer: FaceAnalyzer) -> Iterator[SightingArchive]:
+    settings = Settings(data_dir=tmp_path, gallery=GallerySettings(**backend))
     gallery = Gallery(settings, analyzer=analyzer)
     yield SightingArchive(gallery)
     gallery.close()

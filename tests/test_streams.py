@@ -12,10 +12,9 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
@@ -25,7 +24,7 @@ from visage.video.alerts import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signa
 
 from .conftest import BASIS
 from .test_archive import SECRET, Receiver
-from .test_video import MovingFace
+from .test_video import MovingFace, encode_clip
 
 
 def free_port() -> int:
@@ -45,14 +44,7 @@ def tools() -> None:
 def camera_clip(path: Path, face: np.ndarray) -> None:
     """A person walking past, leaving, coming back: 6 s at 10 fps, a keyframe every second (as cameras send)."""
     source = MovingFace(face, frames=60, hidden=range(28, 40))
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=10, options={"g": "10", "bf": "0"})
-        first = next(iter(source.frames())).image
-        stream.width, stream.height, stream.pix_fmt = first.shape[1] // 2 * 2, first.shape[0] // 2 * 2, "yuv420p"
-        for frame in source.frames():
-            image = np.ascontiguousarray(frame.image[:stream.height, :stream.width])
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
+    encode_clip(path, source, options={"g": "10", "bf": "0"})
 
 
 class Camera:
@@ -103,14 +95,6 @@ def camera(tmp_path: Path, astronaut_face: np.ndarray) -> Iterator[Camera]:
         running.drop()
 
 
-def wait_for(condition: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
-
-
 def test_watch_an_rtsp_camera_alert_a_webhook_survive_a_drop_and_stop_cleanly(
         camera: Camera, tmp_path: Path, analyzer: FaceAnalyzer, astronaut: np.ndarray) -> None:
     data = tmp_path / "data"
@@ -120,11 +104,21 @@ def test_watch_an_rtsp_camera_alert_a_webhook_survive_a_drop_and_stop_cleanly(
     receiver = Receiver()
     env = {**os.environ, "VISAGE_DATA_DIR": str(data), "VISAGE_VIDEO__WEBHOOK_SECRET": SECRET,
            "VISAGE_VIDEO__RECONNECT_MAX_S": "1", "COLUMNS": "200"}
-    watcher = subprocess.Popen(
-        [sys.executable, "-m", "visage.cli", "watch", camera.url, "--gallery", "wanted", "--purpose",
-         "trespass order", "--webhook", receiver.url, "--transport", "udp", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    printed, logged = tmp_path / "watch.out", tmp_path / "watch.err"
+    with printed.open("w") as stdout, logged.open("w") as stderr:  # files, not pipes: a full pipe would block it
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "visage.cli", "watch", camera.url, "--gallery", "wanted", "--purpose",
+             "trespass order", "--webhook", receiver.url, "--transport", "udp", "--json"],
+            stdout=stdout, stderr=stderr, text=True, env=env)
     database = data / "visage.db"
+
+    def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; the watcher said:\n"
+                                     f"{printed.read_text()[-2000:]}\n{logged.read_text()[-4000:]}")
+            time.sleep(0.2)
 
     def count(sql: str) -> int:
         if not database.exists():
@@ -134,7 +128,7 @@ def test_watch_an_rtsp_camera_alert_a_webhook_survive_a_drop_and_stop_cleanly(
 
     try:
         wait_for(lambda: len(receiver.requests) >= 2 or watcher.poll() is not None, 90, "the webhook alert")
-        assert watcher.poll() is None, watcher.stderr.read() if watcher.stderr else ""
+        assert watcher.poll() is None, logged.read_text()
         camera.drop()  # the camera drops…
         time.sleep(3)
         camera.start()  # …and comes back
@@ -143,7 +137,8 @@ def test_watch_an_rtsp_camera_alert_a_webhook_survive_a_drop_and_stop_cleanly(
     finally:
         receiver.close()
         watcher.send_signal(signal.SIGINT)  # Ctrl-C: open tracks archived, clean exit
-        stdout, stderr = watcher.communicate(timeout=60)
+        watcher.wait(timeout=60)
+    stdout, stderr = printed.read_text(), logged.read_text()
     assert watcher.returncode == 0, stderr
     headers, body = receiver.requests[-1]
     assert verify_signature(SECRET, headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER])

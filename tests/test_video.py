@@ -21,6 +21,21 @@ from visage.video.tracking import Tracker
 from .conftest import shared_path
 
 
+def encode_clip(path: Path, source: object, *, fps: int = 10, container_format: str | None = None,
+                options: dict[str, str] | None = None) -> tuple[int, int]:
+    """Encode a synthetic source's frames as H.264 (cropped to even sizes); returns the (width, height) written."""
+    frames = list(source.frames())  # type: ignore[attr-defined]
+    height, width = frames[0].image.shape[0] // 2 * 2, frames[0].image.shape[1] // 2 * 2
+    with av.open(str(path), "w", format=container_format) as container:
+        stream = container.add_stream("libx264", rate=fps, options=options or {})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for frame in frames:
+            image = np.ascontiguousarray(frame.image[:height, :width])
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    return width, height
+
+
 def write_video(path: Path, frames: int, fps: int = 10, size: tuple[int, int] = (64, 48)) -> None:
     """A small H.264 file whose frame i is filled with grey level 4·i (to check order)."""
     with av.open(str(path), "w") as container:
@@ -200,14 +215,7 @@ def test_video_scan_cli_names_who_walked_past(tmp_path: Path, astronaut: np.ndar
 
     clip = tmp_path / "walk.mp4"
     source = MovingFace(astronaut_face, frames=30, hidden=range(12, 14))
-    first = next(iter(source.frames())).image
-    height, width = (first.shape[0] // 2) * 2, (first.shape[1] // 2) * 2
-    with av.open(str(clip), "w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for frame in source.frames():
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame.image[:height, :width], format="rgb24")))
-        container.mux(stream.encode())
+    width, height = encode_clip(clip, source)
     data = tmp_path / "data"
     photo = tmp_path / "eileen.jpg"
     Image.fromarray(astronaut).save(photo)

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 
@@ -23,6 +22,8 @@ from visage.video.archive import SightingArchive
 from visage.video.scanner import VideoScanner
 from visage.video.sources import Frame, SourceStats, still
 from visage.video.watch import SightingRecorder, WatchJob
+
+from .test_video import encode_clip
 
 FPS = 5.0
 SIZE = (192, 144)  # width, height: low resolution keeps a 30-minute stream within a test's time
@@ -95,12 +96,7 @@ def test_half_an_hour_of_footage_keeps_memory_flat(tmp_path: Path, astronaut_fac
 
 def test_a_killed_watcher_keeps_every_finished_sighting(tmp_path: Path, astronaut_face: np.ndarray) -> None:
     clip = tmp_path / "corridor.ts"
-    with av.open(str(clip), "w", format="mpegts") as container:
-        stream = container.add_stream("libx264", rate=int(FPS))
-        stream.width, stream.height, stream.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
-        for frame in Corridor(astronaut_face, 10).frames():
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame.image, format="rgb24")))
-        container.mux(stream.encode())
+    encode_clip(clip, Corridor(astronaut_face, 10), fps=int(FPS), container_format="mpegts")
     data = tmp_path / "data"
     database = data / "visage.db"
     watcher = subprocess.Popen([sys.executable, "-m", "visage.cli", "watch", str(clip), "--json"],

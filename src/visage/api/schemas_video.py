@@ -41,11 +41,8 @@ class StreamOut(BaseModel):
     gaps: int
 
     @classmethod
-    def of(cls, s: WatchStatus) -> StreamOut:
-        return cls(id=s.id, source=s.source, galleries=s.galleries, purpose=s.purpose, state=s.state, error=s.error,
-                   started_at=s.started_at, ended_at=s.ended_at, frames=s.frames, analysed=s.analysed,
-                   dropped=s.dropped, corrupt=s.corrupt, sightings=s.sightings, alerts=s.alerts,
-                   reconnects=s.reconnects, gaps=s.gaps)
+    def of(cls, status: WatchStatus) -> StreamOut:
+        return cls.model_validate(status, from_attributes=True)
 
 
 class SightingOut(BaseModel):
@@ -66,12 +63,8 @@ class SightingOut(BaseModel):
     has_thumbnail: bool
 
     @classmethod
-    def of(cls, r: SightingRecord) -> SightingOut:
-        return cls(id=r.id, source=r.source, track_id=r.track_id, start_seconds=r.start_seconds,
-                   end_seconds=r.end_seconds, started_at=r.started_at, ended_at=r.ended_at, frames=r.frames,
-                   best_quality=r.best_quality, gallery=r.gallery, external_id=r.external_id,
-                   display_name=r.display_name, similarity=r.similarity, unknown=r.unknown,
-                   has_thumbnail=r.has_thumbnail)
+    def of(cls, record: SightingRecord) -> SightingOut:
+        return cls.model_validate(record, from_attributes=True)
 
 
 class SightingHitOut(SightingOut):
@@ -109,7 +102,5 @@ class AlertOut(BaseModel):
     raised_at: datetime
 
     @classmethod
-    def of(cls, a: AlertRecord) -> AlertOut:
-        return cls(id=a.id, source=a.source, track_id=a.track_id, gallery=a.gallery, external_id=a.external_id,
-                   display_name=a.display_name, similarity=a.similarity, threshold=a.threshold,
-                   stream_seconds=a.stream_seconds, raised_at=a.raised_at)
+    def of(cls, alert: AlertRecord) -> AlertOut:
+        return cls.model_validate(alert, from_attributes=True)

@@ -130,6 +130,19 @@ def unit_vector(gallery: GalleryRecord, embedding: np.ndarray) -> FloatArray:
     return (vector / norm).astype(np.float32)
 
 
+def open_index(settings: Settings, dim: int, name: str, cipher: DataCipher, context: bytes) -> VectorIndex:
+    """The configured kind of vector index named ``name``: a sealed FAISS file under ``data_dir/index/<name>``
+    (bound to ``context``), or the Milvus collection ``visage_<name>``."""
+    chosen = settings.gallery
+    if chosen.index == "milvus":
+        from visage.gallery.index_milvus import MilvusIndex
+
+        uri = chosen.milvus_uri or str(settings.data_dir / "milvus.db")
+        return MilvusIndex(dim, uri, f"visage_{name.replace('-', '_')}")
+    return FaissIndex(dim, settings.data_dir / "index" / name / "faiss.index", hnsw_threshold=chosen.hnsw_threshold,
+                      cipher=cipher, context=context)
+
+
 def identification(face: Face | None, candidates: list[Candidate], threshold: Threshold) -> Identification:
     return Identification(face, candidates, threshold.value, threshold.operating_point, threshold.fmr,
                           threshold.clamped)
@@ -229,14 +242,8 @@ class Gallery:
             return slot
 
     def _open_index(self, gallery: GalleryRecord) -> VectorIndex:
-        settings = self.settings.gallery
-        if settings.index == "milvus":
-            from visage.gallery.index_milvus import MilvusIndex
-
-            uri = settings.milvus_uri or str(self.settings.data_dir / "milvus.db")
-            return MilvusIndex(gallery.dim, uri, f"visage_gallery_{gallery.id}")
-        return FaissIndex(gallery.dim, self._index_dir(gallery) / "faiss.index", hnsw_threshold=settings.hnsw_threshold,
-                          cipher=self.store.cipher, context=f"faiss-index|gallery={gallery.id}".encode())
+        return open_index(self.settings, gallery.dim, f"gallery-{gallery.id}", self.store.cipher,
+                          f"faiss-index|gallery={gallery.id}".encode())
 
     def _fresh(self, gallery: GalleryRecord) -> _IndexSlot:
         """The gallery's index, rebuilt from SQL first if it does not reflect the current revision."""

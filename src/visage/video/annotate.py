@@ -14,6 +14,7 @@ import av
 import cv2
 import numpy as np
 
+from visage.draw import draw_label
 from visage.errors import InvalidInputError
 from visage.video.sources import Frame
 
@@ -29,12 +30,7 @@ def draw_tracks(image: np.ndarray, track_ids: list[int], boxes: np.ndarray, labe
         x1, y1, x2, y2 = (round(float(v)) for v in box)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness, cv2.LINE_AA)
         label = f"#{track_id}" + (f" {labels[track_id]}" if track_id in labels else "")
-        scale = 0.45 * thickness
-        (w, h), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-        top = max(y1 - h - 4, 0)
-        cv2.rectangle(canvas, (x1, top), (x1 + w + 4, top + h + 4), colour, -1)
-        cv2.putText(canvas, label, (x1 + 2, top + h + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
-                    thickness, cv2.LINE_AA)
+        draw_label(canvas, label, (x1, y1), colour, thickness, scale=0.45)
     return canvas
 
 

@@ -1,8 +1,9 @@
 """The sighting archive: every sighting stored with its fused embedding, searchable by face.
 
 "Where and when did this face appear?" is answered by a vector index over sighting embeddings
-(one per embedding model, a cache of SQL like gallery indexes: rebuilt when the archive's
-revision moved under it, e.g. after an erasure or a retention purge). A search by a photo or by
+(one per embedding model, of the configured kind, FAISS or Milvus; a cache of SQL like gallery
+indexes: rebuilt when the archive's revision moved under it, e.g. after an erasure or a
+retention purge). A search by a photo or by
 an enrolled person's templates compares each sighting 1:1 at the ``video.match_operating_point``
 (a false-match rate), so a person enrolled after the footage was processed is found in it.
 
@@ -22,8 +23,8 @@ from datetime import datetime
 import numpy as np
 
 from visage.errors import ConflictError, InvalidInputError, NoFaceError
-from visage.gallery.api import Gallery, unit_vector
-from visage.gallery.index_faiss import FaissIndex
+from visage.gallery.api import Gallery, open_index, unit_vector
+from visage.gallery.index import VectorIndex
 from visage.gallery.sightings_store import NewSighting, SightingRecord, SightingStore
 from visage.io.image import ImageSource
 from visage.model_cards import Threshold
@@ -72,7 +73,7 @@ class SightingArchive:
         self.gallery = gallery
         self.settings = gallery.settings
         self.store = SightingStore(gallery.store.db, gallery.store.cipher)
-        self._indexes: dict[str, FaissIndex] = {}
+        self._indexes: dict[str, VectorIndex] = {}
         self._lock = threading.RLock()
 
     @property
@@ -91,15 +92,14 @@ class SightingArchive:
 
     # --- the index -------------------------------------------------------------------------------
 
-    def _index(self, model_id: str) -> FaissIndex:
+    def _index(self, model_id: str) -> VectorIndex:
         """The model's index, rebuilt from SQL first when it does not reflect the archive's revision."""
         index = self._indexes.get(model_id)
         if index is None:
-            folder = hashlib.sha256(model_id.encode()).hexdigest()[:16]
-            path = self.settings.data_dir / "index" / f"sightings-{folder}" / "faiss.index"
-            index = self._indexes[model_id] = FaissIndex(
-                self.gallery.analyzer.embedder.dim, path, hnsw_threshold=self.settings.gallery.hnsw_threshold,
-                cipher=self.store.cipher, context=f"faiss-index|sightings={model_id}".encode())
+            name = f"sightings-{hashlib.sha256(model_id.encode()).hexdigest()[:16]}"
+            index = self._indexes[model_id] = open_index(self.settings, self.gallery.analyzer.embedder.dim, name,
+                                                         self.store.cipher,
+                                                         f"faiss-index|sightings={model_id}".encode())
         revision = self.store.revision(model_id)
         while index.revision != revision:
             index.reset()
@@ -135,7 +135,7 @@ class SightingArchive:
             # else: someone else wrote too; the next use rebuilds
         return self.store.records([sighting_id])[sighting_id]
 
-    def _unknown_for(self, index: FaissIndex, sighting: Sighting) -> int:
+    def _unknown_for(self, index: VectorIndex, sighting: Sighting) -> int:
         assert sighting.embedding is not None
         if len(index):
             similarities, ids = index.search(sighting.embedding[None].astype(np.float32),
