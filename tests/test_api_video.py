@@ -4,6 +4,7 @@ streamed as server-sent events, the archive listed and searched, the job stopped
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from visage import FaceAnalyzer
 from visage.api.auth import Services
+from visage.video.sources import VideoStream
 
 from .conftest import BASIS
 from .test_api import jpeg, make_client
@@ -111,3 +113,19 @@ def test_a_stream_job_alerts_live_and_fills_the_searchable_archive(
     assert len(by_person.json()["hits"]) == len(hits)
     actions = {e.action for e in ctx.audit.entries(limit=100)[0]}
     assert {"stream.start", "stream.stop", "video.alert", "sightings.search"} <= actions
+
+
+def test_a_recording_over_http_is_paced_like_a_live_feed_and_replayed_without_hammering(stream_url: str) -> None:
+    stream = VideoStream(stream_url, reconnect_max_s=1.0)
+    started = time.monotonic()
+    frames = []
+    for frame in stream.frames():
+        frames.append(frame)
+        if len(frames) == 45:  # 40 frames, the recording ends, it is opened again
+            stream.stop()
+    assert len(frames) == 45 and time.monotonic() - started > 3.5  # 40 frames at 10 fps play for about 4 s
+    assert [f.index for f in frames] == list(range(45))
+    assert all(a.seconds < b.seconds for a, b in itertools.pairwise(frames))
+    [gap] = stream.gaps
+    assert gap.reason == "the stream ended" and (gap.ended_at - gap.started_at).total_seconds() >= 0.4
+    assert stream.reconnects == 1

@@ -30,6 +30,8 @@ from visage.io.image import load_image
 
 log = logging.getLogger(__name__)
 
+STABLE_CONNECTION_S = 10.0  # a stream connection that lasted this long is reopened without waiting
+MAX_PACING_S = 1.0  # a frame further than this from its timestamp's time is a jump in timestamps, not a pause
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
@@ -236,6 +238,7 @@ class VideoStream:
                 self._stop.wait(wait)
                 wait = min(wait * 2, self.reconnect_max_s)
                 continue
+            opened = time.monotonic()
             with container:
                 if not container.streams.video:
                     raise InvalidInputError(f"{self.url} carries no video stream", code="no_video_stream")
@@ -243,13 +246,26 @@ class VideoStream:
                 rate = stream.average_rate or stream.guessed_rate
                 self.fps = float(rate) if rate else self.fps or 25.0
                 size = scaled_size(int(stream.width or 0), int(stream.height or 0), self.max_side)
+                time_base = float(stream.time_base) if stream.time_base else 0.0
+                first_pts: int | None = None
+                paced_from = opened
                 try:
                     for frame in _decoded(self.name, container, self.stats):
                         if lost_at is not None:  # frames again: the gap is over
                             self._gap(lost_at, reason)
-                            lost_at, reason, wait = None, "", 0.5
+                            lost_at, reason = None, ""
                         if size[0] == 0:
                             size = scaled_size(frame.width, frame.height, self.max_side)
+                        if frame.pts is not None and time_base:
+                            # A recording served over HTTP arrives faster than it plays: pace it by its own
+                            # timestamps (FFmpeg's -re), so it is watched like a live feed. A camera is paced already.
+                            if first_pts is None:
+                                first_pts, paced_from = frame.pts, time.monotonic()
+                            ahead = (frame.pts - first_pts) * time_base - (time.monotonic() - paced_from)
+                            if ahead > MAX_PACING_S or ahead < -MAX_PACING_S:  # a jump in timestamps: new baseline
+                                first_pts, paced_from = frame.pts, time.monotonic()
+                            elif ahead > 0 and self._stop.wait(ahead):
+                                return
                         seconds = time.monotonic() - began
                         yield Frame(index, seconds, started + timedelta(seconds=seconds), _pixels(frame, size))
                         index += 1
@@ -261,7 +277,13 @@ class VideoStream:
             if not self._stop.is_set():
                 lost_at = lost_at or datetime.now(UTC)
                 self.reconnects += 1
-                log.warning("%s: %s; reconnecting", self.name, reason)
+                if time.monotonic() - opened >= STABLE_CONNECTION_S:  # it had been up a while: try again at once
+                    wait = 0.5
+                    log.warning("%s: %s; reconnecting", self.name, reason)
+                else:  # a source that keeps ending at once is not hammered
+                    log.warning("%s: %s; reconnecting in %.1f s", self.name, reason, wait)
+                    self._stop.wait(wait)
+                    wait = min(wait * 2, self.reconnect_max_s)
         if lost_at is not None:
             self._gap(lost_at, reason or "stopped while disconnected")
 
