@@ -42,12 +42,6 @@ SAMPLE_EVERY = 2  # analysed frames between identity samples
 MIN_SAMPLE_QUALITY = 0.5
 
 
-def scanner(analyzer: FaceAnalyzer, every: int) -> VideoScanner:
-    video = VideoSettings()
-    return VideoScanner(analyzer, detect_every=every, max_gap_s=video.max_gap_s, min_frames=video.min_frames,
-                        min_face_px=video.min_face_px, detect_max_side=video.detect_max_side)
-
-
 def timed_scan(analyzer: FaceAnalyzer, clip: Path, every: int, *, samples: list[tuple[Frame, list[int], np.ndarray]]
                | None = None) -> tuple[float, int, VideoFile]:
     """Seconds and sightings of one scan; ``samples`` collects every SAMPLE_EVERY-th analysed frame with its tracks."""
@@ -61,7 +55,8 @@ def timed_scan(analyzer: FaceAnalyzer, clip: Path, every: int, *, samples: list[
         analysed += 1
 
     started = time.perf_counter()
-    sightings = list(scanner(analyzer, every).scan(source, on_frame=keep))
+    scanner = VideoScanner.from_settings(analyzer, VideoSettings(), detect_every=every)
+    sightings = list(scanner.scan(source, on_frame=keep))
     return time.perf_counter() - started, len(sightings), source
 
 

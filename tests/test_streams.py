@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -27,10 +28,16 @@ from .test_archive import SECRET, Receiver
 from .test_video import MovingFace, encode_clip
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports: all held open until all are chosen (one at a time, the same port can come back)."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 def tools() -> None:
@@ -52,7 +59,7 @@ class Camera:
 
     def __init__(self, clip: Path) -> None:
         self.clip = clip
-        self.client_port, self.source_port = free_port(), free_port()
+        self.client_port, self.source_port = free_ports(2)
         self.url = f"rtsp://127.0.0.1:{self.client_port}/live"
         self.processes: list[subprocess.Popen[bytes]] = []
 
@@ -61,18 +68,28 @@ class Camera:
             ["rtsp-server-perl", "-c", str(self.client_port), "-s", str(self.source_port),
              "--client_listen_address", "127.0.0.1", "--source_listen_address", "127.0.0.1"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        deadline = time.monotonic() + 20
-        while True:  # the server may still be starting
+        deadline = time.monotonic() + 30
+        while True:  # the server may still be starting: push until a reader can open the stream
             push = subprocess.Popen(
                 ["ffmpeg", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(self.clip), "-an",
                  "-c:v", "copy", "-f", "rtsp", f"rtsp://127.0.0.1:{self.source_port}/live"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.processes.append(push)
             time.sleep(1.0)
-            if push.poll() is None:
-                self.processes.append(push)
+            if push.poll() is None and self.readable():
                 return
+            push.kill()
+            push.wait()
+            self.processes.remove(push)
             if time.monotonic() > deadline:
                 raise AssertionError("the FFmpeg push into rtsp-server-perl did not start")
+
+    def readable(self) -> bool:
+        try:
+            with av.open(self.url, options={"rtsp_transport": "udp", "timeout": "5000000"}, timeout=5):
+                return True
+        except (av.error.FFmpegError, OSError):
+            return False
 
     def drop(self) -> None:
         """The camera goes away (power cut, network down): server and push killed."""

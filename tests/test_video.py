@@ -243,6 +243,8 @@ def test_video_scan_cli_names_who_walked_past(tmp_path: Path, astronaut: np.ndar
     assert [h["id"] for h in found["hits"]] == [listed["sightings"][0]["id"]]
     refused = visage("sightings", "search", str(photo), check=False, env_data_dir=data)
     assert refused.returncode == 2 and "purpose_required" in refused.stderr
+    neither = visage("sightings", "search", "--purpose", "test", check=False, env_data_dir=data)
+    assert neither.returncode == 2 and "invalid_query" in neither.stderr and "Traceback" not in neither.stderr
     missing = visage("video", "scan", str(tmp_path / "none.mp4"), check=False, env_data_dir=data)
     assert missing.returncode == 2 and "file_not_found" in missing.stderr and "Traceback" not in missing.stderr
     audit = visage("report", "--json", env_data_dir=data).stdout

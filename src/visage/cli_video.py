@@ -184,12 +184,12 @@ def watch(
                     signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C ends at once
                     job.stop(wait_s=0)
 
-                previous = signal.signal(signal.SIGINT, interrupted)
-                signal.signal(signal.SIGTERM, interrupted)
+                previous = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
                 try:
                     status = job.run()
                 finally:
-                    signal.signal(signal.SIGINT, previous)
+                    for sig, handler in previous.items():
+                        signal.signal(sig, handler)
                 note.result_count = status.sightings
                 note.details.update(alerts=status.alerts, matches=status.alerts, reconnects=status.reconnects)
                 if status.state == "failed":
@@ -255,19 +255,12 @@ def sightings_search(
     as_json: JsonOption = False,
 ) -> None:
     """Where and when did this face appear? Sightings of a photo's face or an enrolled person, newest first."""
-    if (image is None) == (person is None) or (person is not None and gallery is None):
-        fail("give a photo, or --gallery and --person", code="invalid_query")
     with _archive() as (archive, audit):
         try:
             with audit.operation(cli_actor(), "sightings.search", gallery=gallery, person=person, purpose=purpose,
                                  details={"by": "image" if image else "person"}) as note:
-                window = {"purpose": purpose, "limit": limit, "since": _moment(since, "--since"),
-                          "until": _moment(until, "--until")}
-                if image is not None:
-                    found = archive.search_image(image, **window)
-                else:
-                    assert gallery is not None and person is not None
-                    found = archive.search_person(gallery, person, **window)
+                found = archive.find(image=image, gallery_name=gallery, external_id=person, purpose=purpose,
+                                     limit=limit, since=_moment(since, "--since"), until=_moment(until, "--until"))
                 note.result_count = len(found.hits)
                 note.details["matches"] = len(found.hits)
         except VisageError as exc:

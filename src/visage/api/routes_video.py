@@ -107,18 +107,13 @@ def search_sightings(ctx: Ctx, key: Identify,
                      limit: Annotated[int, Form(ge=1)] = 100) -> SightingSearchOut:
     """Where and when did this face appear? Sightings of a photo's face or an enrolled person, newest first."""
     limit = page_bounds(ctx, 0, limit)[1]
-    if (image is None) == (person is None) or (person is not None and gallery is None):
-        raise ApiError(422, "invalid_query", "send an image, or gallery and person")
     if person is not None and not key.allows("identify", gallery):
         raise ApiError(403, "forbidden", f"this key may not use gallery '{gallery}'")
     with audited(ctx, key, "sightings.search", gallery=gallery, person=person, purpose=purpose,
                  details={"by": "image" if image is not None else "person"}) as note:
-        window = {"purpose": purpose, "limit": limit, "since": since, "until": until}
-        if image is not None:
-            found = ctx.archive.search_image(read_uploads([image])[1][0], **window)  # type: ignore[arg-type]
-        else:
-            assert gallery is not None and person is not None
-            found = ctx.archive.search_person(gallery, person, **window)  # type: ignore[arg-type]
+        photo = read_uploads([image])[1][0] if image is not None else None
+        found = ctx.archive.find(image=photo, gallery_name=gallery, external_id=person, purpose=purpose, limit=limit,
+                                 since=since, until=until)
         note.result_count = len(found.hits)
         note.details["matches"] = len(found.hits)
     hits = [SightingHitOut(**SightingOut.of(h.sighting).model_dump(), match_similarity=h.similarity)

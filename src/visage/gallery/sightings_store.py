@@ -239,6 +239,11 @@ def _listing(columns: Sequence[Any], table: Any) -> Any:
             .outerjoin(PersonRow, PersonRow.id == table.person_id))
 
 
+def _sighting_listing() -> Any:
+    """Sightings with who they are: the enrolled person, or the unknown's pseudonym."""
+    return _listing(_LISTED, SightingRow).outerjoin(UnknownRow, UnknownRow.id == SightingRow.unknown_id)
+
+
 def _sighting_record(row: Any) -> SightingRecord:
     return SightingRecord(int(row[0]), row[1], row[2], row[3], row[4], as_utc(row[5]), as_utc(row[6]), row[7], row[8],
                           row[9], row[10], row[11], row[12], row[13], row[14], bool(row[15]))
@@ -287,9 +292,7 @@ class SightingStore:
         if not ids:
             return {}
         with self.db.read() as session:
-            rows = session.execute(_listing(_LISTED, SightingRow).outerjoin(UnknownRow,
-                                                                            UnknownRow.id == SightingRow.unknown_id)
-                                   .where(SightingRow.id.in_([int(i) for i in ids])))
+            rows = session.execute(_sighting_listing().where(SightingRow.id.in_([int(i) for i in ids])))
             return {int(row[0]): _sighting_record(row) for row in rows}
 
     def unknown_ids(self, ids: Sequence[int]) -> dict[int, int]:
@@ -306,7 +309,7 @@ class SightingStore:
                   gallery_id: int | None = None, person_id: int | None = None, unknown: str | None = None,
                   offset: int = 0, limit: int = 100) -> list[SightingRecord]:
         """Sightings newest first, optionally of one source, time range, person or unknown."""
-        statement = _listing(_LISTED, SightingRow).outerjoin(UnknownRow, UnknownRow.id == SightingRow.unknown_id)
+        statement = _sighting_listing()
         if source is not None:
             statement = statement.where(SightingRow.source == source)
         if since is not None:

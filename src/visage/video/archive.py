@@ -127,12 +127,11 @@ class SightingArchive:
                               match.person_id if match else None, match.similarity if match else None, unknown_id,
                               thumbnail if self.settings.video.keep_thumbnails else None)
             sighting_id = self.store.add(new, model_id)
-            if self.store.revision(model_id) == before + 1 and sighting.embedding is not None:
-                index.add(np.array([sighting_id], np.int64), sighting.embedding[None].astype(np.float32))
+            if self.store.revision(model_id) == before + 1:  # nobody else wrote: apply our change to the index
+                if sighting.embedding is not None:
+                    index.add(np.array([sighting_id], np.int64), sighting.embedding[None].astype(np.float32))
                 index.revision = before + 1
-            elif sighting.embedding is None:
-                index.revision = before + 1
-            # else: someone else wrote too; the next use rebuilds
+            # else the next use rebuilds it from SQL
         return self.store.records([sighting_id])[sighting_id]
 
     def _unknown_for(self, index: VectorIndex, sighting: Sighting) -> int:
@@ -178,6 +177,17 @@ class SightingArchive:
                 if (since is None or record.ended_at >= since) and (until is None or record.started_at <= until)]
         hits.sort(key=lambda h: (h.sighting.started_at, h.sighting.id), reverse=True)
         return ArchiveSearch(hits[:limit], threshold, size)
+
+    def find(self, *, image: ImageSource | None = None, gallery_name: str | None = None,
+             external_id: str | None = None, purpose: str | None, limit: int = 100, since: datetime | None = None,
+             until: datetime | None = None) -> ArchiveSearch:
+        """Sightings of the face in a photo, or of an enrolled person (``gallery_name`` and ``external_id``)."""
+        if image is not None and external_id is None:
+            return self.search_image(image, purpose=purpose, limit=limit, since=since, until=until)
+        if image is None and gallery_name is not None and external_id is not None:
+            return self.search_person(gallery_name, external_id, purpose=purpose, limit=limit, since=since,
+                                      until=until)
+        raise InvalidInputError("search by a photo, or by a gallery and a person's external id", code="invalid_query")
 
     def search_image(self, image: ImageSource, *, purpose: str | None, limit: int = 100,
                      since: datetime | None = None, until: datetime | None = None) -> ArchiveSearch:

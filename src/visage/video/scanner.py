@@ -21,6 +21,7 @@ from datetime import datetime
 import cv2
 import numpy as np
 
+from visage.config import VideoSettings
 from visage.gallery.chips import face_region
 from visage.pipeline import FaceAnalyzer
 from visage.types import FloatArray
@@ -98,6 +99,13 @@ class VideoScanner:
         self.min_frames = min_frames
         self.min_face_px = min_face_px
         self.detect_max_side = detect_max_side
+
+    @classmethod
+    def from_settings(cls, analyzer: FaceAnalyzer, video: VideoSettings, *,
+                      detect_every: int | None = None) -> VideoScanner:
+        """A scanner with the configured stride, track gap, minimum track length and face size."""
+        return cls(analyzer, detect_every=detect_every or video.detect_every, max_gap_s=video.max_gap_s,
+                   min_frames=video.min_frames, min_face_px=video.min_face_px, detect_max_side=video.detect_max_side)
 
     def detection_scale(self, height: int, width: int) -> float:
         """How much a frame is shrunk for detection: the detector's own ``min_face_size`` then stands for

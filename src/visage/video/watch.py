@@ -226,9 +226,7 @@ def open_watch(archive: SightingArchive, location: str, *, job_id: int = 1, gall
         source = open_source(location, fps=folder_fps, max_side=settings.frame_max_side)
     recorder = SightingRecorder(archive, namer, actor=actor, audit=audit, webhooks=sender, on_alert=on_alert,
                                 name_in_view=name_in_view)
-    scanner = VideoScanner(archive.gallery.analyzer, detect_every=detect_every or settings.detect_every,
-                           max_gap_s=settings.max_gap_s, min_frames=settings.min_frames,
-                           min_face_px=settings.min_face_px, detect_max_side=settings.detect_max_side)
+    scanner = VideoScanner.from_settings(archive.gallery.analyzer, settings, detect_every=detect_every)
     return WatchJob(job_id, source, scanner, recorder, galleries=galleries, purpose=purpose,
                     on_sighting=on_sighting, on_frame=on_frame)
 
